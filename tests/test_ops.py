@@ -1,0 +1,132 @@
+"""The layer ops themselves: gradcheck in float64, torch.library.opcheck, argument errors."""
+import pytest
+import torch
+
+import fusedrnn
+from helpers import CELLS
+
+G = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+I, H = 3, 4
+
+
+def op_args(cell, layout, reverse, bias=True, proj=0, dtype=torch.float64, requires_grad=True, train=True):
+    """Arguments of fusedrnn::layer_forward for a small problem."""
+    Hr = proj or H
+    if layout == "packed":
+        batch_sizes = torch.tensor([3, 3, 2, 1])
+        x = torch.randn(int(batch_sizes.sum()), I, dtype=dtype)
+        B = 3
+    else:
+        batch_sizes = None
+        x = torch.randn(4, 2, I, dtype=dtype)
+        B = 2
+    t = lambda *s: (torch.randn(*s, dtype=dtype) * 0.5).requires_grad_(requires_grad)
+    x.requires_grad_(requires_grad)
+    return [
+        cell, x, batch_sizes, t(B, Hr), t(B, H) if cell == "lstm" else None,
+        t(G[cell] * H, I), t(G[cell] * H, Hr), t(G[cell] * H) if bias else None, t(G[cell] * H) if bias else None,
+        t(Hr, H) if proj else None, reverse, train,
+    ]
+
+
+PARAMS = [(c, lay, rev) for c in CELLS for lay in ("dense", "packed") for rev in (False, True)]
+IDS = [f"{c}-{lay}-{'reverse' if rev else 'forward'}" for c, lay, rev in PARAMS]
+
+
+@pytest.mark.parametrize("cell,layout,reverse", PARAMS, ids=IDS)
+def test_gradcheck(cell, layout, reverse):
+    args = op_args(cell, layout, reverse)
+
+    def f(*tensors):
+        a = list(args)
+        a[1], a[3], a[4], a[5], a[6], a[7], a[8] = tensors
+        out, hy, cy, _ = fusedrnn.layer_forward(*a)
+        return (out, hy, cy) if cell == "lstm" else (out, hy)
+
+    inputs = (args[1], args[3], args[4], args[5], args[6], args[7], args[8])
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("layout", ["dense", "packed"])
+def test_gradcheck_lstm_projection_without_bias(layout, reverse):
+    args = op_args("lstm", layout, reverse, bias=False, proj=2)
+
+    def f(x, hx, cx, w_ih, w_hh, w_hr):
+        out, hy, cy, _ = fusedrnn.layer_forward("lstm", x, args[2], hx, cx, w_ih, w_hh, None, None, w_hr, reverse, True)
+        return out, hy, cy
+
+    assert torch.autograd.gradcheck(f, (args[1], args[3], args[4], args[5], args[6], args[9]), eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("cell,layout,reverse", PARAMS, ids=IDS)
+def test_opcheck_layer_forward(cell, layout, reverse):
+    torch.library.opcheck(torch.ops.fusedrnn.layer_forward.default, op_args(cell, layout, reverse))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_opcheck_layer_forward_inference(cell):
+    torch.library.opcheck(torch.ops.fusedrnn.layer_forward.default,
+                          op_args(cell, "dense", False, requires_grad=False, train=False))
+
+
+@pytest.mark.parametrize("cell,layout,reverse", PARAMS, ids=IDS)
+def test_opcheck_layer_backward(cell, layout, reverse):
+    args = op_args(cell, layout, reverse, requires_grad=False)
+    out, hy, cy, reserve = fusedrnn.layer_forward(*args)
+    bargs = args[:11] + [out, reserve, torch.randn_like(out), torch.randn_like(hy),
+                         torch.randn_like(cy) if cell == "lstm" else None, True, True]
+    torch.library.opcheck(torch.ops.fusedrnn.layer_backward.default, bargs)
+
+
+def test_inference_forward_saves_nothing():
+    out, hy, cy, reserve = fusedrnn.layer_forward(*op_args("lstm", "dense", False, requires_grad=False, train=False))
+    assert reserve.numel() == 0
+    _, _, _, reserve = fusedrnn.layer_forward(*op_args("lstm", "dense", False, requires_grad=False, train=True))
+    assert reserve.shape == (8, 5 * H)
+
+
+def test_backward_of_inference_forward_is_an_error():
+    args = op_args("gru", "dense", False, train=False)
+    out, _, _, _ = fusedrnn.layer_forward(*args)
+    with pytest.raises(RuntimeError, match="train=False"):
+        out.sum().backward()
+
+
+def _expect_error(args, pattern, index, value):
+    args = list(args)
+    args[index] = value
+    with pytest.raises(RuntimeError, match=pattern):
+        fusedrnn.layer_forward(*args)
+
+
+def test_argument_errors():
+    args = op_args("lstm", "packed", False, requires_grad=False)
+    _expect_error(args, "unknown cell 'lstmx'", 0, "lstmx")
+    _expect_error(args, "non-increasing", 2, torch.tensor([2, 3, 3, 1]))
+    _expect_error(args, "batch_sizes sum to 10", 2, torch.tensor([3, 3, 3, 1]))
+    _expect_error(args, "must be positive", 2, torch.tensor([3, 3, 3, 0]))
+    _expect_error(args, "1-D CPU int64", 2, torch.tensor([3.0, 3.0, 2.0, 1.0]))
+    _expect_error(args, "hx must have shape", 3, torch.randn(3, H + 1, dtype=torch.float64))
+    _expect_error(args, "cx must have shape", 4, torch.randn(2, H, dtype=torch.float64))
+    _expect_error(args, "lstm needs cx", 4, None)
+    _expect_error(args, "w_hh has dtype Float but input has dtype Double", 6, torch.randn(4 * H, H))
+    _expect_error(args, "features but w_ih expects", 1, torch.randn(9, I + 2, dtype=torch.float64))
+    small_batch = list(args)
+    small_batch[4] = torch.randn(2, H, dtype=torch.float64)
+    _expect_error(small_batch, "packed batch", 3, torch.randn(2, H, dtype=torch.float64))
+    dense = op_args("gru", "dense", False, requires_grad=False)
+    _expect_error(dense, "sequence length must be larger than 0", 1, torch.randn(0, 2, I, dtype=torch.float64))
+    _expect_error(dense, "dense input must be 3-D", 1, torch.randn(2, I, dtype=torch.float64))
+    _expect_error(dense, "projections .* only supported for lstm", 9, torch.randn(H, H, dtype=torch.float64))
+    _expect_error(dense, "biases must have shape", 7, torch.randn(H, dtype=torch.float64))
+    half = op_args("gru", "dense", False, requires_grad=False, dtype=torch.float16)
+    with pytest.raises(RuntimeError, match="CPU kernels support float32 and float64, got Half"):
+        fusedrnn.layer_forward(*half)
+
+
+def test_backward_needs_training_reserve():
+    args = op_args("gru", "dense", False, requires_grad=False, train=False)
+    out, hy, cy, reserve = fusedrnn.layer_forward(*args)
+    with pytest.raises(RuntimeError, match="train=True"):
+        fusedrnn.layer_backward(*args[:11], out, reserve, torch.ones_like(out), None, None, True, True)
