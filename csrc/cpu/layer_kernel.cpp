@@ -51,7 +51,7 @@ inline void for_each_chunk(int64_t width, const F& f) {
 // Runs f(r) for rows [0, rows), in parallel when the step is big enough to pay for it.
 template <typename F>
 inline void for_each_row(int64_t rows, int64_t row_elems, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_elems));
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, row_elems));
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) f(r);
   });
