@@ -296,6 +296,16 @@ def test_packed_input_with_wrong_hx_is_a_clear_error(pair):
         ours(packed, hx)
 
 
+@pytest.mark.parametrize("h_shape,c_shape", [((2, 4, 5), (2, 4, 5)), ((2, 4, 2), (2, 4, 2)), ((1, 4, 2), (2, 4, 5))])
+def test_projections_lstm_args_check(h_shape, c_shape):
+    """test_projections_lstm_args_check: h has proj_size features, c has hidden_size."""
+    ref, ours = build_pair(nn.LSTM, fusedrnn.LSTM, 3, 5, 2, proj_size=2)
+    x = torch.zeros(6, 4, 3, dtype=torch.float64)
+    hx = (torch.zeros(h_shape, dtype=torch.float64), torch.zeros(c_shape, dtype=torch.float64))
+    outcome = same_outcome(lambda: ref(x, hx), lambda: ours(x, hx))
+    assert outcome[0] == "RuntimeError"
+
+
 # -- state, serialization, reshaping ---------------------------------------------------------------
 @pytest.mark.parametrize("pair", PAIRS, ids=IDS)
 def test_state_dict_both_ways_strict(pair):
