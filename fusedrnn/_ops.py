@@ -32,7 +32,9 @@ def _layer_forward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh
     output = input.new_empty((*input.shape[:-1], out_size))
     hy = hx.new_empty(hx.shape)
     cy = cx.new_empty(cx.shape) if cell == "lstm" else input.new_empty((0,))
-    reserve = input.new_empty((rows if train else 0, reserve_width(cell, hidden_size, w_hr is not None)))
+    # The reserve is kept in the math type: float32 for half / bfloat16 storage.
+    acc = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    reserve = input.new_empty((rows if train else 0, reserve_width(cell, hidden_size, w_hr is not None)), dtype=acc)
     return output, hy, cy, reserve
 
 

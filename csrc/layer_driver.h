@@ -1,0 +1,245 @@
+// The host-side loop of the layer ops, shared by every backend.
+//
+// Forward: XW = X @ W_ih^T + b_ih for all rows at once; then per step t (rows [off, off + b)):
+//   HW = h[:b] @ W_hh^T (one GEMM), then one fused pointwise pass (Backend::forward_pointwise)
+//   that adds b_hh, applies the cell (cell_math.h), updates the state in place and writes the
+//   output rows and, in training, the reserve the backward needs; with projections one more
+//   GEMM h = h_raw @ W_hr^T.
+// Backward: the steps in reverse, one fused pointwise pass (Backend::backward_pointwise) for the
+//   gate gradients and one GEMM dh_prev = dG @ W_hh per step; then whole-sequence GEMMs for dX,
+//   dW_ih, dW_hh, dW_hr and sums for the biases. No atomics: results are deterministic.
+//
+// A Backend provides:
+//   static void check(const Tensor& input);                       // device / dtype support
+//   template <class F> static void dispatch(ScalarType, const F&); // calls f(scalar_t{}) per dtype
+//   template <class S, class A> static void forward_pointwise(const LayerShape&, int64_t b, const ForwardStep<S, A>&);
+//   template <class S, class A> static void backward_pointwise(const LayerShape&, int64_t b, const BackwardStep<S, A>&);
+// scalar_t is the storage type, acc_t = at::opmath_type<scalar_t> the math type: the LSTM cell
+// state and the reserve are kept in acc_t (float for half / bfloat16 storage).
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/zeros.h>
+
+#include <tuple>
+
+#include "layer_common.h"
+
+namespace fusedrnn {
+
+using c10::optional;
+
+// Raw pointers of one forward step. Row r of the step is row (off + r) of xw / out / reserve
+// and row r of the state buffers.
+template <typename scalar_t, typename acc_t>
+struct ForwardStep {
+  const scalar_t* xw;   // [b, G*H] input projection rows (b_ih included)
+  const scalar_t* hw;   // [b, G*H] h_prev @ W_hh^T
+  const scalar_t* bhh;  // [G*H] (zeros when there is no bias)
+  scalar_t* h;          // [b, Hr] state: h_prev in, h out (unused with projections)
+  acc_t* c;             // [b, H] LSTM cell state: c_prev in, c out
+  scalar_t* out;        // [b, Hr] output rows (unused with projections)
+  scalar_t* h_raw;      // [b, H] LSTM pre-projection h (projections only)
+  acc_t* reserve;       // [b, reserve_width] or nullptr when not training
+};
+
+// Raw pointers of one backward step; rows as in ForwardStep.
+template <typename scalar_t, typename acc_t>
+struct BackwardStep {
+  const acc_t* reserve;    // [b, reserve_width]
+  const scalar_t* out;     // [b, H] output rows (RNN: h_t)
+  const scalar_t* h_prev;  // [b, H] GRU: state before the step
+  const acc_t* c_prev;     // [b, H] LSTM: cell state before the step
+  const scalar_t* dy;      // [b, Hr] grad_output rows, or nullptr (none, or already in dh)
+  scalar_t* dh;            // [b, *] gradient reaching h_t (LSTM with projections: h_raw);
+                           // GRU: overwritten with the direct part of dh_prev (dh * z)
+  acc_t* dc;               // [b, H] LSTM: dc_t in, dc_{t-1} out
+  scalar_t* dg_x;          // [b, G*H] pre-activation gate gradients (input side)
+  scalar_t* dg_h;          // [b, G*H] GRU: gate gradients on the recurrent side
+};
+
+namespace driver {
+
+inline Tensor empty_like_none(const Tensor& ref) { return at::empty({0}, ref.options()); }
+
+inline bool defined(const optional<Tensor>& t) { return t.has_value() && t->defined(); }
+
+// The state each row had before each step, as an (N, width) matrix: the row of `init` at the
+// sequence's first step, otherwise the row of `seq` written by the previous step in processing order.
+inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor& seq, const Tensor& init) {
+  Tensor prev = at::empty({s.N, seq.size(1)}, seq.options());
+  for (int64_t t = 0; t < s.T; ++t) {
+    const int64_t b = s.batch_sizes[t], off = s.offsets[t];
+    const bool has_prev = reverse ? t + 1 < s.T : t > 0;
+    const int64_t tp = reverse ? t + 1 : t - 1;
+    const int64_t from_seq = has_prev ? std::min(b, s.batch_sizes[tp]) : 0;
+    if (from_seq > 0) prev.narrow(0, off, from_seq).copy_(seq.narrow(0, s.offsets[tp], from_seq));
+    if (b > from_seq) prev.narrow(0, off + from_seq, b - from_seq).copy_(init.narrow(0, from_seq, b - from_seq));
+  }
+  return prev;
+}
+
+}  // namespace driver
+
+template <typename Backend>
+std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
+    c10::string_view cell_name, const Tensor& input, const optional<Tensor>& batch_sizes,
+    const Tensor& hx, const optional<Tensor>& cx, const Tensor& w_ih, const Tensor& w_hh,
+    const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
+    bool reverse, bool train) {
+  const LayerShape s = check_layer_args(cell_name, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr);
+  Backend::check(input);
+  const bool lstm = s.cell == CellType::LSTM;
+  const int64_t GH = s.G * s.H, RW = s.reserve_width();
+  const auto opts = input.options();
+  const auto acc_opts = opts.dtype(at::toOpMathType(input.scalar_type()));
+
+  const Tensor X = input.contiguous().view({s.N, s.I});
+  const Tensor Wih = w_ih.contiguous(), Whh = w_hh.contiguous();
+  const Tensor bhh = driver::defined(b_hh) ? b_hh->contiguous() : at::zeros({GH}, opts);
+  const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
+
+  Tensor xw = at::empty({s.N, GH}, opts);
+  if (driver::defined(b_ih)) {
+    at::addmm_out(xw, *b_ih, X, Wih.t());
+  } else {
+    at::mm_out(xw, X, Wih.t());
+  }
+  Tensor out = at::empty({s.N, s.Hr}, opts);
+  Tensor hy = hx.contiguous().clone();  // state buffer; holds h_n at the end
+  Tensor c_state = lstm ? cx->to(acc_opts.dtype()).contiguous().clone() : Tensor();
+  Tensor reserve = at::empty({train ? s.N : 0, RW}, acc_opts);
+  Tensor hw = at::empty({s.B, GH}, opts);
+  Tensor h_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
+
+  Backend::dispatch(input.scalar_type(), [&](auto zero) {
+    using scalar_t = decltype(zero);
+    using acc_t = at::opmath_type<scalar_t>;
+    for (int64_t step = 0; step < s.T; ++step) {
+      const int64_t t = reverse ? s.T - 1 - step : step;
+      const int64_t b = s.batch_sizes[t], off = s.offsets[t];
+      if (b == 0) continue;
+      Tensor hw_b = hw.narrow(0, 0, b);
+      at::mm_out(hw_b, hy.narrow(0, 0, b), Whh.t());
+      ForwardStep<scalar_t, acc_t> p;
+      p.xw = xw.data_ptr<scalar_t>() + off * GH;
+      p.hw = hw.data_ptr<scalar_t>();
+      p.bhh = bhh.data_ptr<scalar_t>();
+      p.h = hy.data_ptr<scalar_t>();
+      p.c = lstm ? c_state.data_ptr<acc_t>() : nullptr;
+      p.out = out.data_ptr<scalar_t>() + off * s.Hr;
+      p.h_raw = s.proj ? h_raw.data_ptr<scalar_t>() : nullptr;
+      p.reserve = train && RW > 0 ? reserve.data_ptr<acc_t>() + off * RW : nullptr;
+      Backend::forward_pointwise(s, b, p);
+      if (s.proj) {
+        Tensor out_b = out.narrow(0, off, b);
+        at::mm_out(out_b, h_raw.narrow(0, 0, b), Whr.t());
+        hy.narrow(0, 0, b).copy_(out_b);
+      }
+    }
+  });
+  Tensor cy = lstm ? c_state.to(input.scalar_type()) : driver::empty_like_none(input);
+  return {out.view(output_sizes(input, s.Hr)), hy, cy, reserve};
+}
+
+template <typename Backend>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward_impl(
+    c10::string_view cell_name, const Tensor& input, const optional<Tensor>& batch_sizes,
+    const Tensor& hx, const optional<Tensor>& cx, const Tensor& w_ih, const Tensor& w_hh,
+    const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
+    bool reverse, const Tensor& output, const Tensor& reserve, const optional<Tensor>& grad_output,
+    const optional<Tensor>& grad_hy, const optional<Tensor>& grad_cy, bool need_input_grad,
+    bool need_weight_grads) {
+  const LayerShape s = check_layer_args(cell_name, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr);
+  Backend::check(input);
+  const bool lstm = s.cell == CellType::LSTM, gru = s.cell == CellType::GRU;
+  const int64_t GH = s.G * s.H, RW = s.reserve_width();
+  const auto opts = input.options();
+  const auto acc_type = at::toOpMathType(input.scalar_type());
+  TORCH_CHECK(output.numel() == s.N * s.Hr, "fusedrnn: output has ", output.numel(), " elements, expected ",
+              s.N * s.Hr);
+  TORCH_CHECK(RW == 0 || (reserve.dim() == 2 && reserve.size(0) == s.N && reserve.size(1) == RW &&
+                          reserve.scalar_type() == acc_type),
+              "fusedrnn: backward needs the reserve of a forward run with train=True (expected shape (", s.N,
+              ", ", RW, "), got ", reserve.sizes(), ")");
+
+  const Tensor X = input.contiguous().view({s.N, s.I});
+  const Tensor Y = output.contiguous().view({s.N, s.Hr});
+  const Tensor R = reserve.contiguous();
+  const Tensor Wih = w_ih.contiguous(), Whh = w_hh.contiguous();
+  const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
+  const bool has_dy = driver::defined(grad_output);
+  const Tensor dY = has_dy ? grad_output->contiguous().view({s.N, s.Hr}) : Tensor();
+
+  Tensor dh = driver::defined(grad_hy) ? grad_hy->contiguous().clone() : at::zeros({s.B, s.Hr}, opts);
+  Tensor dc;
+  if (lstm) {
+    dc = driver::defined(grad_cy) ? grad_cy->to(acc_type).contiguous().clone()
+                                  : at::zeros({s.B, s.H}, opts.dtype(acc_type));
+  }
+  Tensor dg_x = at::empty({s.N, GH}, opts);
+  Tensor dg_h = gru ? at::empty({s.N, GH}, opts) : dg_x;
+  Tensor dh_proj = s.proj ? at::empty({s.N, s.Hr}, opts) : Tensor();  // dh before W_hr, per row
+  Tensor dh_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
+  const Tensor h_prev = driver::gather_prev_states(s, reverse, Y, hx.contiguous());
+  const Tensor c_prev = lstm ? driver::gather_prev_states(s, reverse, R.narrow(1, 4 * s.H, s.H),
+                                                          cx->to(acc_type).contiguous())
+                             : Tensor();
+
+  Backend::dispatch(input.scalar_type(), [&](auto zero) {
+    using scalar_t = decltype(zero);
+    using acc_t = at::opmath_type<scalar_t>;
+    for (int64_t step = 0; step < s.T; ++step) {
+      const int64_t t = reverse ? step : s.T - 1 - step;  // forward's processing order, reversed
+      const int64_t b = s.batch_sizes[t], off = s.offsets[t];
+      if (b == 0) continue;
+      Tensor dh_b = dh.narrow(0, 0, b);
+      BackwardStep<scalar_t, acc_t> p;
+      p.reserve = RW ? R.data_ptr<acc_t>() + off * RW : nullptr;
+      p.out = Y.data_ptr<scalar_t>() + off * s.Hr;
+      p.h_prev = h_prev.data_ptr<scalar_t>() + off * s.Hr;
+      p.c_prev = lstm ? c_prev.data_ptr<acc_t>() + off * s.H : nullptr;
+      p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * s.Hr : nullptr;
+      p.dh = dh.data_ptr<scalar_t>();
+      p.dc = lstm ? dc.data_ptr<acc_t>() : nullptr;
+      p.dg_x = dg_x.data_ptr<scalar_t>() + off * GH;
+      p.dg_h = dg_h.data_ptr<scalar_t>() + off * GH;
+      if (s.proj) {
+        // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
+        if (has_dy) dh_b.add_(dY.narrow(0, off, b));
+        dh_proj.narrow(0, off, b).copy_(dh_b);
+        Tensor dh_raw_b = dh_raw.narrow(0, 0, b);
+        at::mm_out(dh_raw_b, dh_b, Whr);
+        p.dh = dh_raw.data_ptr<scalar_t>();
+        p.dy = nullptr;
+      }
+      Backend::backward_pointwise(s, b, p);
+      if (gru) {
+        dh_b.addmm_(dg_h.narrow(0, off, b), Whh);  // dh holds dh * z from the pointwise pass
+      } else {
+        at::mm_out(dh_b, dg_x.narrow(0, off, b), Whh);
+      }
+    }
+  });
+
+  // Absent gradients are distinct empty tensors: outputs of an op must not alias each other.
+  auto none = [&] { return driver::empty_like_none(input); };
+  Tensor grad_input = need_input_grad ? at::mm(dg_x, Wih).view(input.sizes()) : none();
+  Tensor gw_ih = none(), gw_hh = none(), gb_ih = none(), gb_hh = none(), gw_hr = none();
+  if (need_weight_grads) {
+    gw_ih = at::mm(dg_x.t(), X);
+    gw_hh = at::mm(dg_h.t(), h_prev);
+    if (driver::defined(b_ih)) gb_ih = dg_x.sum(0);
+    if (driver::defined(b_hh)) gb_hh = dg_h.sum(0);
+    if (s.proj) gw_hr = at::mm(dh_proj.t(), R.narrow(1, 5 * s.H, s.H).to(input.scalar_type()));
+  }
+  Tensor grad_cx = lstm ? dc.to(input.scalar_type()) : none();
+  return {grad_input, dh, grad_cx, gw_ih, gw_hh, gb_ih, gb_hh, gw_hr};
+}
+
+}  // namespace fusedrnn
