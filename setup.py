@@ -58,7 +58,7 @@ def want_cuda():
 
 def extensions():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-std=c++17", "-fopenmp", "-fvisibility=hidden"]
+    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden"]  # torch adds the C++ standard it needs
     capability = os.environ.get("FUSEDRNN_CPU_CAPABILITY", "avx2" if cpu_has_avx2() else "default")
     if capability == "avx2":
         # Selects ATen's AVX2 Vectorized<> (SLEEF exp/tanh, exported by libtorch_cpu).
@@ -78,7 +78,7 @@ def extensions():
                 sources + cuda_sources,
                 include_dirs=include_dirs,
                 define_macros=macros + [("FUSEDRNN_WITH_CUDA", "1")],
-                extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+                extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
             )
         ]
     return [cpp_extension.CppExtension("fusedrnn._C", sources, define_macros=macros, extra_compile_args=cxx)]

@@ -10,6 +10,7 @@
 //   dW_ih, dW_hh, dW_hr and sums for the biases. No atomics: results are deterministic.
 //
 // A Backend provides:
+//   Guard                                                        // constructed from the input's device
 //   static void check(const Tensor& input);                       // device / dtype support
 //   template <class F> static void dispatch(ScalarType, const F&); // calls f(scalar_t{}) per dtype
 //   template <class S, class A> static void forward_pointwise(const LayerShape&, int64_t b, const ForwardStep<S, A>&);
@@ -92,6 +93,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
     const Tensor& hx, const optional<Tensor>& cx, const Tensor& w_ih, const Tensor& w_hh,
     const optional<Tensor>& b_ih, const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
     bool reverse, bool train) {
+  const typename Backend::Guard guard(input.device());
   const LayerShape s = check_layer_args(cell_name, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr);
   Backend::check(input);
   const bool lstm = s.cell == CellType::LSTM;
@@ -155,6 +157,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     bool reverse, const Tensor& output, const Tensor& reserve, const optional<Tensor>& grad_output,
     const optional<Tensor>& grad_hy, const optional<Tensor>& grad_cy, bool need_input_grad,
     bool need_weight_grads) {
+  const typename Backend::Guard guard(input.device());
   const LayerShape s = check_layer_args(cell_name, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr);
   Backend::check(input);
   const bool lstm = s.cell == CellType::LSTM, gru = s.cell == CellType::GRU;

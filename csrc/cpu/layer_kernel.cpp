@@ -189,6 +189,9 @@ void backward_pointwise(const LayerShape& s, int64_t b, const BackwardStep<scala
 }
 
 struct CpuBackend {
+  struct Guard {
+    explicit Guard(c10::Device) {}
+  };
   static void check(const Tensor& input) {
     TORCH_CHECK(input.device().is_cpu(), "fusedrnn: the CPU kernel got a tensor on ", input.device());
     TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
