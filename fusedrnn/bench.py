@@ -63,24 +63,29 @@ def long_tailed_lengths(batch, max_len, gen):
 
 def reference_backend(case, device):
     if device.type == "cuda":
-        return f"cuDNN (TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
+        return f"cuDNN TF32={'on' if torch.backends.cudnn.allow_tf32 else 'off'}"
     if case.cell == "lstm" and torch.backends.mkldnn.is_available() and not case.packed:
         return "oneDNN"
     return "native loop"
 
 
 def median_ms(fn, device, warmup, repeats):
+    """Median milliseconds of fn() after a warm-up: CUDA events on the GPU, a wall clock on the CPU."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 
@@ -136,18 +141,19 @@ def environment(device):
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
         env["cudnn"] = torch.backends.cudnn.version()
+        env["cudnn_tf32"] = torch.backends.cudnn.allow_tf32
+        env["fusedrnn_matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
     else:
         env["cpu"] = platform.processor() or platform.machine()
     return env
 
 
-def print_table(rows, file=None):
-    header = f"{'case':<22} {'cell':<8} {'mode':<6} {'reference':<18} {'torch ms':>10} {'fusedrnn ms':>12} {'ratio':>7}"
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for r in rows:
-        print(f"{r['name']:<22} {r['cell']:<8} {r['mode']:<6} {r['reference']:<18} {r['torch_ms']:>10.3f} "
-              f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x", file=file)
+HEADER = f"{'case':<22} {'cell':<8} {'mode':<6} {'reference':<18} {'torch ms':>10} {'fusedrnn ms':>12} {'ratio':>7}"
+
+
+def format_row(r):
+    return (f"{r['name']:<22} {r['cell']:<8} {r['mode']:<6} {r['reference']:<18} {r['torch_ms']:>10.3f} "
+            f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x")
 
 
 def main(argv=None):
@@ -170,21 +176,19 @@ def main(argv=None):
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
     env = environment(device)
     print("environment:", json.dumps(env))
+    print("ratio = torch ms / fusedrnn ms (above 1: fusedrnn is faster)")
+    print(HEADER)
+    print("-" * len(HEADER))
     rows = []
     for case in cases:
         for mode in modes:
             rows.append(run_case(case, mode, device, warmup=args.warmup, repeats=args.repeats))
-            print_table(rows[-1:]) if len(rows) == 1 else print_table_row(rows[-1])
+            print(format_row(rows[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "results": rows}, f, indent=2)
         print(f"wrote {args.json}")
     return rows
-
-
-def print_table_row(r):
-    print(f"{r['name']:<22} {r['cell']:<8} {r['mode']:<6} {r['reference']:<18} {r['torch_ms']:>10.3f} "
-          f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,14 @@ def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, 
         if lstm:
             c0 = c0.index_select(1, sorted_indices)
 
+    if data.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        # As torch.nn under autocast (cuDNN RNNs are on its lower-precision list): run in the
+        # autocast dtype; the casts are differentiable, so gradients reach the float32 weights.
+        dtype = torch.get_autocast_dtype("cuda")
+        data, h0 = data.to(dtype), h0.to(dtype)
+        c0 = c0.to(dtype) if c0 is not None else None
+        weights = [w.to(dtype) for w in weights]
+
     train = _needs_grad([data, h0, c0, *weights])
     layer_input = data
     h_n, c_n = [], []

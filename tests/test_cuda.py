@@ -165,3 +165,20 @@ def test_device_mismatch_is_a_clear_error():
     with pytest.raises(RuntimeError, match="fusedrnn: hx is on cpu but input is on cuda"):
         fusedrnn.layer_forward("lstm", torch.randn(T, B, I, device="cuda"), None, torch.zeros(B, H),
                                torch.zeros(B, H, device="cuda"), *w, None, False, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("cls", [fusedrnn.LSTM, fusedrnn.GRU])
+def test_autocast_runs_in_the_autocast_dtype(cls, dtype):
+    m = cls(I, H, 2).cuda()
+    ref = {fusedrnn.LSTM: torch.nn.LSTM, fusedrnn.GRU: torch.nn.GRU}[cls](I, H, 2).cuda()
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(T, B, I, device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        out = m(x)[0]
+        expected = ref(x)[0]
+    assert out.dtype == expected.dtype == dtype
+    exact = ref.double()(x.double())[0]
+    assert rel_err(out, exact) <= 2 * rel_err(expected, exact) + 1e-7
+    out.float().sum().backward()
+    assert m.weight_ih_l0.grad is not None and m.weight_ih_l0.grad.dtype == torch.float32
