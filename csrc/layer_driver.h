@@ -15,6 +15,8 @@
 //   template <class F> static void dispatch(ScalarType, const F&); // calls f(scalar_t{}) per dtype
 //   template <class S, class A> static void forward_pointwise(const LayerShape&, int64_t b, const ForwardStep<S, A>&);
 //   template <class S, class A> static void backward_pointwise(const LayerShape&, int64_t b, const BackwardStep<S, A>&);
+//   template <class S> static void gemm(m, n, k, const S* A, const S* W, bool transpose_w, S beta, S* C,
+//                                       const TensorOptions&);  // per-step product, see cpu/blas.h
 // scalar_t is the storage type, acc_t = at::opmath_type<scalar_t> the math type: the LSTM cell
 // state and the reserve are kept in acc_t (float for half / bfloat16 storage).
 #pragma once
@@ -126,8 +128,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
       const int64_t t = reverse ? s.T - 1 - step : step;
       const int64_t b = s.batch_sizes[t], off = s.offsets[t];
       if (b == 0) continue;
-      Tensor hw_b = hw.narrow(0, 0, b);
-      at::mm_out(hw_b, hy.narrow(0, 0, b), Whh.t());
+      Backend::gemm(b, GH, s.Hr, hy.data_ptr<scalar_t>(), Whh.data_ptr<scalar_t>(), true, scalar_t(0),
+                    hw.data_ptr<scalar_t>(), opts);
       ForwardStep<scalar_t, acc_t> p;
       p.xw = xw.data_ptr<scalar_t>() + off * GH;
       p.hw = hw.data_ptr<scalar_t>();
@@ -139,9 +141,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
       p.reserve = train && RW > 0 ? reserve.data_ptr<acc_t>() + off * RW : nullptr;
       Backend::forward_pointwise(s, b, p);
       if (s.proj) {
-        Tensor out_b = out.narrow(0, off, b);
-        at::mm_out(out_b, h_raw.narrow(0, 0, b), Whr.t());
-        hy.narrow(0, 0, b).copy_(out_b);
+        Backend::gemm(b, s.Hr, s.H, h_raw.data_ptr<scalar_t>(), Whr.data_ptr<scalar_t>(), true, scalar_t(0),
+                      p.out, opts);
+        hy.narrow(0, 0, b).copy_(out.narrow(0, off, b));
       }
     }
   });
@@ -201,7 +203,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
       const int64_t t = reverse ? step : s.T - 1 - step;  // forward's processing order, reversed
       const int64_t b = s.batch_sizes[t], off = s.offsets[t];
       if (b == 0) continue;
-      Tensor dh_b = dh.narrow(0, 0, b);
       BackwardStep<scalar_t, acc_t> p;
       p.reserve = RW ? R.data_ptr<acc_t>() + off * RW : nullptr;
       p.out = Y.data_ptr<scalar_t>() + off * s.Hr;
@@ -214,19 +215,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
       p.dg_h = dg_h.data_ptr<scalar_t>() + off * GH;
       if (s.proj) {
         // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
+        Tensor dh_b = dh.narrow(0, 0, b);
         if (has_dy) dh_b.add_(dY.narrow(0, off, b));
         dh_proj.narrow(0, off, b).copy_(dh_b);
-        Tensor dh_raw_b = dh_raw.narrow(0, 0, b);
-        at::mm_out(dh_raw_b, dh_b, Whr);
+        Backend::gemm(b, s.H, s.Hr, dh.data_ptr<scalar_t>(), Whr.data_ptr<scalar_t>(), false, scalar_t(0),
+                      dh_raw.data_ptr<scalar_t>(), opts);
         p.dh = dh_raw.data_ptr<scalar_t>();
         p.dy = nullptr;
       }
       Backend::backward_pointwise(s, b, p);
-      if (gru) {
-        dh_b.addmm_(dg_h.narrow(0, off, b), Whh);  // dh holds dh * z from the pointwise pass
-      } else {
-        at::mm_out(dh_b, dg_x.narrow(0, off, b), Whh);
-      }
+      // dh_prev = dG_h @ W_hh; GRU adds it to the direct part dh * z left by the pointwise pass.
+      Backend::gemm(b, s.Hr, GH, p.dg_h, Whh.data_ptr<scalar_t>(), false, scalar_t(gru ? 1 : 0),
+                    dh.data_ptr<scalar_t>(), opts);
     }
   });
 

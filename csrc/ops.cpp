@@ -4,10 +4,21 @@
 #include <Python.h>
 #include <torch/library.h>
 
-// Importing fusedrnn._C loads this library, which runs the registrations below; the Python
-// module itself is empty.
+#include "cpu/blas.h"
+
+namespace {
+PyObject* direct_blas(PyObject*, PyObject*) {
+  return PyBool_FromLong(fusedrnn::cpu_blas::has_direct_blas());
+}
+PyMethodDef methods[] = {
+    {"direct_blas", direct_blas, METH_NOARGS,
+     "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
+    {nullptr, nullptr, 0, nullptr}};
+}  // namespace
+
+// Importing fusedrnn._C loads this library, which runs the registrations below.
 extern "C" PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 

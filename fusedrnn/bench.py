@@ -144,7 +144,9 @@ def environment(device):
         env["cudnn_tf32"] = torch.backends.cudnn.allow_tf32
         env["fusedrnn_matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
     else:
+        from . import _C
         env["cpu"] = platform.processor() or platform.machine()
+        env["fusedrnn_step_gemm"] = "direct BLAS" if _C.direct_blas() else "at::mm"
     return env
 
 

@@ -20,3 +20,28 @@ def test_cuda_kernels_are_registered():
     assert torch.version.cuda is not None, "torch is not a CUDA build"
     for op in OPS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), f"{op} has no CUDA kernel"
+
+
+def test_step_gemm_fallback_gives_the_same_results():
+    """The CPU loop's per-step GEMM calls libtorch_cpu's BLAS directly when it finds one; forced
+    off (FUSEDRNN_DIRECT_BLAS=0, read once per process), the at::mm fallback must agree."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, fusedrnn, fusedrnn._C as C\n"
+        "torch.manual_seed(0)\n"
+        "m = torch.nn.GRU(3, 5, 2, bidirectional=True).double()\n"
+        "x = torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True)\n"
+        "out, h = fusedrnn.functional.gru(x, None, m._flat_weights, num_layers=2, bidirectional=True)\n"
+        "out.pow(2).sum().backward()\n"
+        "print(C.direct_blas(), repr(out.sum().item()), repr(x.grad.sum().item()))\n"
+    )
+    results = {}
+    for flag in ("1", "0"):
+        env = dict(os.environ, FUSEDRNN_DIRECT_BLAS=flag)
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        results[flag] = run.stdout.split()
+    assert results["0"][0] == "False"
+    for a, b in zip(results["1"][1:], results["0"][1:]):
+        assert abs(float(a) - float(b)) <= 1e-10 * max(1.0, abs(float(b)))

@@ -3,6 +3,7 @@
 #include "vec_math.h"  // before cell_math.h, see there
 #include "../cell_math.h"
 #include "../layer_driver.h"
+#include "blas.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -200,6 +201,11 @@ struct CpuBackend {
   template <typename F>
   static void dispatch(at::ScalarType type, const F& f) {
     AT_DISPATCH_FLOATING_TYPES(type, "fusedrnn_layer_cpu", [&] { f(scalar_t(0)); });
+  }
+  template <typename scalar_t>
+  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const scalar_t* W, bool transpose_w,
+                   scalar_t beta, scalar_t* C, const at::TensorOptions&) {
+    cpu_blas::gemm<scalar_t>(m, n, k, A, W, transpose_w, beta, C);
   }
   template <typename scalar_t>
   static void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_t, scalar_t>& p) {

@@ -6,6 +6,7 @@
 #include "../layer_driver.h"
 
 #include <ATen/Dispatch.h>
+#include <ATen/ops/from_blob.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -155,6 +156,22 @@ struct CudaBackend {
   template <typename F>
   static void dispatch(at::ScalarType type, const F& f) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "fusedrnn_layer_cuda", [&] { f(scalar_t(0)); });
+  }
+
+  // Per-step products through cuBLAS (ATen), on borrowed device memory.
+  template <typename scalar_t>
+  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const scalar_t* W, bool transpose_w,
+                   scalar_t beta, scalar_t* C, const at::TensorOptions& opts) {
+    if (m == 0 || n == 0) return;
+    const Tensor a = at::from_blob(const_cast<scalar_t*>(A), {m, k}, opts);
+    const Tensor w = transpose_w ? at::from_blob(const_cast<scalar_t*>(W), {n, k}, opts).t()
+                                 : at::from_blob(const_cast<scalar_t*>(W), {k, n}, opts);
+    Tensor c = at::from_blob(C, {m, n}, opts);
+    if (static_cast<float>(beta) == 0.f) {
+      at::mm_out(c, a, w);
+    } else {
+      c.addmm_(a, w);
+    }
   }
 
   template <typename scalar_t, typename acc_t>
