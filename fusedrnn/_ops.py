@@ -1,8 +1,8 @@
-"""The fusedrnn::layer_forward / layer_backward ops: loading, fake kernels and autograd.
+"""The fusedrnn::layer_forward / layer_backward ops: loading and fake kernels.
 
-The schemas live in csrc/ops.cpp and the kernels in csrc/cpu (and csrc/cuda). Here the ops get
-fake (meta) kernels, which `torch.library.opcheck` and `torch.compile` need to trace them
-without running them, and an autograd formula that calls layer_backward.
+The schemas live in csrc/ops.cpp, the kernels in csrc/cpu and csrc/cuda, and the autograd formula
+(calling layer_backward) in csrc/autograd.cpp. Here the ops get fake (meta) kernels, which
+`torch.library.opcheck` and `torch.compile` need to trace them without running them.
 """
 import torch
 
@@ -54,39 +54,3 @@ def _layer_backward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_h
         like(b_hh, need_weight_grads),
         like(w_hr, need_weight_grads),
     )
-
-
-def _setup_context(ctx, inputs, output):
-    cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, train = inputs
-    out, _, _, reserve = output
-    ctx.cell, ctx.reverse, ctx.train = cell, reverse, train
-    ctx.save_for_backward(input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, out, reserve)
-
-
-def _backward(ctx, grad_output, grad_hy, grad_cy, _grad_reserve):
-    if not ctx.train:
-        raise RuntimeError(
-            "fusedrnn: backward through a layer run with train=False; run the forward with "
-            "train=True (the functional API does so whenever gradients are needed)"
-        )
-    input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, out, reserve = ctx.saved_tensors
-    needs = ctx.needs_input_grad
-    need_weight_grads = any(needs[5:10])
-    grads = layer_backward(
-        ctx.cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, ctx.reverse, out, reserve,
-        grad_output, grad_hy, grad_cy if ctx.cell == "lstm" else None, needs[1], need_weight_grads,
-    )
-    g_input, g_hx, g_cx, g_w_ih, g_w_hh, g_b_ih, g_b_hh, g_w_hr = grads
-
-    def pick(grad, i):
-        return grad if needs[i] else None
-
-    return (
-        None, pick(g_input, 1), None, pick(g_hx, 3), pick(g_cx, 4) if cx is not None else None,
-        pick(g_w_ih, 5), pick(g_w_hh, 6), pick(g_b_ih, 7) if b_ih is not None else None,
-        pick(g_b_hh, 8) if b_hh is not None else None, pick(g_w_hr, 9) if w_hr is not None else None,
-        None, None,
-    )
-
-
-torch.library.register_autograd("fusedrnn::layer_forward", _backward, setup_context=_setup_context)
