@@ -1,6 +1,7 @@
 """Side-by-side benchmark: fusedrnn against torch.nn on the same inputs and weights.
 
-    python -m fusedrnn.bench [--models NAME ...] [--mode train|infer|both] [--json PATH]
+    python -m fusedrnn.bench [--models NAME ...] [--grid --batch 1,64 --hidden 64,256 ...]
+                             [--mode train|infer|both] [--out DIR] [--tag NAME]
 
 Each case runs fusedrnn and the torch.nn module in turn, in the same process, on the same
 inputs and weights; after a warm-up, each is timed over repeated runs and the median is
@@ -9,7 +10,10 @@ what torch.nn runs itself: oneDNN for float32 LSTM (dense, or packed with equal 
 native ATen loop otherwise.
 """
 import argparse
+import datetime
+import itertools
 import json
+import os
 import platform
 import statistics
 import time
@@ -50,6 +54,10 @@ MODELS = [
     Case("fastai_lstm", "lstm", 100, 100, 1, 256, 72),
     Case("fastai_gru", "gru", 100, 100, 1, 256, 72),
     Case("char_lstm", "lstm", 100, 128, 4, 32, 100),                  # 4 x 128 character model
+    # The dense models above, packed with long-tailed lengths: every cell on a PackedSequence.
+    Case("imdb_rnn_packed", "rnn_tanh", 100, 256, 1, 64, 256, packed=True),
+    Case("fastai_gru_packed", "gru", 100, 100, 1, 256, 72, packed=True),
+    Case("fastai_lstm_packed", "lstm", 100, 100, 1, 256, 72, packed=True),
 ]
 
 
@@ -89,7 +97,48 @@ def median_ms(fn, device, warmup, repeats):
     return statistics.median(times)
 
 
-def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0):
+def make_cell_loop(case, module):
+    """The seeds' second reference: a Python loop over torch.nn cells sharing `module`'s weights
+    (layers, directions, no dropout). Dense input only."""
+    cell_cls = {"rnn_tanh": nn.RNNCell, "rnn_relu": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[case.cell]
+    dirs = 2 if case.bidirectional else 1
+    cells = []
+    for layer in range(case.num_layers):
+        for d in range(dirs):
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih = getattr(module, "weight_ih" + suffix)
+            kwargs = {"nonlinearity": "relu"} if case.cell == "rnn_relu" else {}
+            c = cell_cls(w_ih.shape[1], case.hidden_size, **kwargs).to(w_ih.device, w_ih.dtype)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(c, name, getattr(module, name + suffix))
+            cells.append(c)
+    lstm = case.cell == "lstm"
+
+    def forward(x):
+        layer_input = x
+        finals = []
+        for layer in range(case.num_layers):
+            outs = []
+            for d in range(dirs):
+                cell = cells[layer * dirs + d]
+                state = None
+                steps = range(x.size(0) - 1, -1, -1) if d else range(x.size(0))
+                seq = [None] * x.size(0)
+                for t in steps:
+                    state = cell(layer_input[t], state)
+                    seq[t] = state[0] if lstm else state
+                outs.append(torch.stack(seq))
+                finals.append(state[0] if lstm else state)
+            layer_input = outs[0] if dirs == 1 else torch.cat(outs, -1)
+        return layer_input, torch.stack(finals)
+
+    return forward
+
+
+def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True):
+    """One callable per implementation ('torch', 'fusedrnn', and 'cell_loop' for dense input), each
+    running one forward (mode 'infer', no grad) or forward plus backward (mode 'train') on the same
+    inputs and weights. Also returns the lengths of a packed case (else None)."""
     gen = torch.Generator().manual_seed(seed)
     kwargs = {"nonlinearity": "relu"} if case.cell == "rnn_relu" else {}
     module = NN_CLASS[case.cell](case.input_size, case.hidden_size, case.num_layers,
@@ -109,29 +158,90 @@ def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed
         h = state[0] if case.cell == "lstm" else state
         return data.sum() + h.sum()
 
-    def torch_step():
-        with torch.set_grad_enabled(train):
-            out, state = module(make_input())
-            if train:
-                loss(out, state).backward()
+    def timed(forward):
+        def step():
+            with torch.set_grad_enabled(train):
+                out, state = forward(make_input())
+                if train:
+                    loss(out, state).backward()
+        return step
 
-    def fused_step():
-        with torch.set_grad_enabled(train):
-            out, state = FR.rnn(case.cell, make_input(), None, weights, num_layers=case.num_layers,
-                                bidirectional=case.bidirectional)
-            if train:
-                loss(out, state).backward()
+    def fused_forward(inp):
+        return FR.rnn(case.cell, inp, None, weights, num_layers=case.num_layers, bidirectional=case.bidirectional)
 
+    steps = {"torch": timed(module), "fusedrnn": timed(fused_forward)}
+    if cell_loop and not case.packed:
+        loop = make_cell_loop(case, module)
+
+        def loop_forward(inp):
+            out, h = loop(inp)
+            return out, ((h, h) if case.cell == "lstm" else h)
+
+        steps["cell_loop"] = timed(loop_forward)
+    return steps, lengths
+
+
+def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True):
+    steps, lengths = make_steps(case, mode, device, dtype, seed, cell_loop)
+    candidates = list(steps.items())
     ms = {}
-    # Interleave the two, twice, so drifting clocks or caches favour neither.
-    for name, fn in [("torch", torch_step), ("fusedrnn", fused_step)] * 2:
+    # Interleave, twice, so drifting clocks or caches favour none of them.
+    for name, fn in candidates * 2:
         t = median_ms(fn, device, warmup, repeats)
         ms[name] = min(t, ms.get(name, float("inf")))
-    return {
+    row = {
         **asdict(case), "mode": mode, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "reference": reference_backend(case, device), "torch_ms": ms["torch"], "fusedrnn_ms": ms["fusedrnn"],
-        "ratio": ms["torch"] / ms["fusedrnn"],
+        "ratio": ms["torch"] / ms["fusedrnn"], "cell_loop_ms": ms.get("cell_loop"),
+        "cell_loop_ratio": ms["cell_loop"] / ms["fusedrnn"] if "cell_loop" in ms else None,
     }
+    if lengths is not None:
+        row["lengths"] = {"min": int(lengths.min()), "median": int(lengths.median()), "max": int(lengths.max())}
+    return row
+
+
+def grid_cases(cells, batches, inputs, hiddens, seq_lens, layouts, num_layers=1):
+    for cell, b, i, h, t, layout in itertools.product(cells, batches, inputs, hiddens, seq_lens, layouts):
+        packed = layout == "packed"
+        yield Case(f"{cell}_b{b}_i{i}_h{h}_t{t}{'_packed' if packed else ''}", cell, i, h, num_layers, b, t,
+                   packed=packed)
+
+
+def plot(rows, path, title):
+    """A PNG of the speed-up of every case and mode (needs matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = [f"{r['name']} ({r['mode']})" for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.5))
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
+    ax.barh(range(len(rows)), ratios, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up: torch.nn time / fusedrnn time")
+    ax.set_title(title, fontsize=9)
+    for k, v in enumerate(ratios):
+        ax.text(v, k, f" {v:.2f}x", va="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment(device):
@@ -145,28 +255,45 @@ def environment(device):
         env["fusedrnn_matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
     else:
         from . import _C
-        env["cpu"] = platform.processor() or platform.machine()
+        env["cpu"] = cpu_name()
         env["fusedrnn_step_gemm"] = "direct BLAS" if _C.direct_blas() else "at::mm"
     return env
 
 
-HEADER = f"{'case':<22} {'cell':<8} {'mode':<6} {'reference':<18} {'torch ms':>10} {'fusedrnn ms':>12} {'ratio':>7}"
+HEADER = (f"{'case':<26} {'cell':<8} {'mode':<6} {'reference':<17} {'torch ms':>10} {'fusedrnn ms':>12} "
+          f"{'ratio':>7} {'cell loop ms':>13} {'ratio':>7}")
 
 
 def format_row(r):
-    return (f"{r['name']:<22} {r['cell']:<8} {r['mode']:<6} {r['reference']:<18} {r['torch_ms']:>10.3f} "
-            f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x")
+    loop = (f"{r['cell_loop_ms']:>13.3f} {r['cell_loop_ratio']:>6.2f}x" if r.get("cell_loop_ms") is not None
+            else f"{'-':>13} {'-':>7}")
+    return (f"{r['name']:<26} {r['cell']:<8} {r['mode']:<6} {r['reference']:<17} {r['torch_ms']:>10.3f} "
+            f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x {loop}")
+
+
+def int_list(text):
+    return [int(v) for v in text.split(",")]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fusedrnn.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None, help="documented model shapes to run (default: all)")
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="documented model shapes to run (default: all; --models with no name: none)")
+    parser.add_argument("--grid", action="store_true", help="also run the grid given by the flags below")
+    parser.add_argument("--cells", default="rnn_tanh,lstm,gru", help="grid cells (comma-separated)")
+    parser.add_argument("--batch", type=int_list, default=[1, 64, 256], help="grid batch sizes, e.g. 1,16,256")
+    parser.add_argument("--input", type=int_list, default=[128], help="grid input sizes (64-512)")
+    parser.add_argument("--hidden", type=int_list, default=[64, 256, 1024], help="grid hidden sizes (32-1024)")
+    parser.add_argument("--seq-len", type=int_list, default=[100], help="grid sequence lengths (16-1000)")
+    parser.add_argument("--layout", default="dense", help="grid layouts: dense, packed or dense,packed")
     parser.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--no-cell-loop", action="store_true", help="skip the Python loop of torch.nn cells")
+    parser.add_argument("--out", default="fusedrnn-bench", help="folder for the JSON results and the PNG plot")
+    parser.add_argument("--tag", default=None, help="file name stem (default: DEVICE-DATE-TIME)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -174,22 +301,44 @@ def main(argv=None):
     for n in args.models or []:
         if n not in names:
             parser.error(f"unknown model {n!r}; choose from {', '.join(sorted(names))}")
-    cases = [c for c in MODELS if not args.models or c.name in args.models]
+    cases = [c for c in MODELS if args.models is None or c.name in args.models]
+    if args.grid:
+        cells = args.cells.split(",")
+        for c in cells:
+            if c not in NN_CLASS:
+                parser.error(f"unknown cell {c!r}; choose from {', '.join(NN_CLASS)}")
+        layouts = args.layout.split(",")
+        if any(lay not in ("dense", "packed") for lay in layouts):
+            parser.error("--layout takes dense, packed or dense,packed")
+        cases += list(grid_cases(cells, args.batch, args.input, args.hidden, args.seq_len, layouts))
+    if not cases:
+        parser.error("nothing to run: name --models or add --grid")
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
     env = environment(device)
     print("environment:", json.dumps(env))
-    print("ratio = torch ms / fusedrnn ms (above 1: fusedrnn is faster)")
+    print("ratio = torch ms / fusedrnn ms (above 1: fusedrnn is faster); cell loop: torch.nn cells stepped "
+          "from Python, as the seed notebooks write it")
     print(HEADER)
     print("-" * len(HEADER))
     rows = []
     for case in cases:
         for mode in modes:
-            rows.append(run_case(case, mode, device, warmup=args.warmup, repeats=args.repeats))
+            rows.append(run_case(case, mode, device, warmup=args.warmup, repeats=args.repeats,
+                                 cell_loop=not args.no_cell_loop))
             print(format_row(rows[-1]), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"environment": env, "results": rows}, f, indent=2)
-        print(f"wrote {args.json}")
+
+    os.makedirs(args.out, exist_ok=True)
+    tag = args.tag or f"{device.type}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    json_path = os.path.join(args.out, tag + ".json")
+    with open(json_path, "w") as f:
+        json.dump({"environment": env, "results": rows}, f, indent=2)
+    print(f"results: {json_path}")
+    png_path = os.path.join(args.out, tag + ".png")
+    title = f"fusedrnn vs torch.nn on {env.get('gpu') or env.get('cpu')} ({env['threads']} threads), torch {env['torch']}"
+    if plot(rows, png_path, title):
+        print(f"plot: {png_path}")
+    else:
+        print("plot: skipped (pip install matplotlib to get one)")
     return rows
 
 

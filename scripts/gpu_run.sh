@@ -25,7 +25,7 @@ export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
   echo "=== tests"
   python3 -m pytest tests -q -rs 2>&1 | tee "$LOG.pytest"
   echo "=== benchmark (fusedrnn vs torch.nn on cuDNN, same process)"
-  python3 -m fusedrnn.bench --json "$OUT/gpu-$COMMIT.json"
+  python3 -m fusedrnn.bench --out "$OUT" --tag "gpu-$COMMIT"
 } > "$LOG.body" 2>&1
 {
   cat "$LOG.head"
