@@ -94,5 +94,6 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch>=2.4"],
     extras_require={"test": ["pytest", "pytest-benchmark"], "plot": ["matplotlib"]},
+    entry_points={"console_scripts": ["fusedrnn=fusedrnn.__main__:main"]},
     zip_safe=False,
 )
