@@ -60,13 +60,13 @@ def _reset(model):
 
 
 def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", checkpoint=None, resume=None,
-                  stop_after=None, log=print, progress=True):
+                  stop_after=None, log=print, progress=True, data_dir=None):
     """Train task's model for `epochs` (the schedule's length), stopping early after epoch
     `stop_after` if given (resume later from the checkpoint); returns {"history": [per-epoch dicts],
     "train_seconds": float, "final_accuracy": float, "model": module, ...}."""
     device = torch.device(device)
     epochs = epochs or task.epochs
-    train_batches, valid_batches = task.data()
+    train_batches, valid_batches = task.data(data_dir)
     torch.manual_seed(seed)
     model = task.build(rnn, device)
     opt = torch.optim.AdamW(_param_groups(model, task.wd), lr=task.lr, betas=(0.9, 0.99), eps=1e-5)
@@ -154,11 +154,13 @@ def main(argv=None):
     parser.add_argument("--resume", default=None, help="resume from this checkpoint")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this epoch (resume later)")
     parser.add_argument("--json", default=None, help="write the tables and times to this JSON file")
+    parser.add_argument("--data", default=None,
+                        help="data folder: AG News (train.csv, test.csv), IMDB (aclImdb), or text files for char_lstm")
     args = parser.parse_args(argv)
 
     if args.list or not args.model:
         for name, task in MODELS.items():
-            print(f"{name:<12} {task.description} (epochs {task.epochs}, lr {task.lr}, wd {task.wd})")
+            print(f"{name:<19} {task.description} (epochs {task.epochs}, lr {task.lr}, wd {task.wd})")
         return None
     if args.model not in MODELS:
         parser.error(f"unknown model {args.model!r}; --list shows the models")
@@ -171,8 +173,11 @@ def main(argv=None):
     for seed in seeds:
         for rnn in backends:
             print(f"\n== {task.name} with {rnn}, seed {seed}, on {args.device}")
-            result = fit_one_cycle(task, rnn, args.epochs, seed, args.device, args.checkpoint, args.resume,
-                                   args.stop_after)
+            try:
+                result = fit_one_cycle(task, rnn, args.epochs, seed, args.device, args.checkpoint, args.resume,
+                                       args.stop_after, data_dir=args.data)
+            except FileNotFoundError as e:
+                parser.exit(2, f"error: {e}\n")
             result.pop("model")
             runs.append(result)
     print("\n== summary")

@@ -21,7 +21,8 @@ def rnn_classes(rnn):
 class Task:
     """A model with its data and training recipe, as the seed trains it.
 
-    build(rnn) -> model; data(seed) -> (train_batches, valid_batches), lists of (inputs tuple, target);
+    data(data_dir=None) -> (train_batches, valid_batches), lists of (inputs tuple, target), loaded first;
+    build(rnn, device) -> model;
     loss(output, target) -> scalar; accuracy(output, target) -> (correct, total);
     the model may define reset() (called before training and before validation each epoch)."""
     name: str
