@@ -178,7 +178,13 @@ def main(argv=None):
                                        args.stop_after, data_dir=args.data)
             except FileNotFoundError as e:
                 parser.exit(2, f"error: {e}\n")
-            result.pop("model")
+            model = result.pop("model")
+            chars = task.extra.get("cache", {}).get("chars")
+            if chars:  # a character model: show what it writes
+                from .models.classifiers import sample
+
+                result["sample"] = sample(model, chars, prime="def ", length=300, seed=seed)
+                print("sample:\n" + result["sample"])
             runs.append(result)
     print("\n== summary")
     summary = {}
