@@ -250,7 +250,7 @@ def _char_task():
         return _acc(out[0], y)
 
     task = Task("char_lstm", "4 x 128 LSTM on characters (default corpus: Python's stdlib sources)", build, load,
-                loss, acc, 4, 5e-3, clip=5.0)
+                loss, acc, 8, 1e-2, clip=5.0)
     task.extra["cache"] = cache
     return task
 
