@@ -209,13 +209,14 @@ class RNNBase(nn.Module):
         packed = isinstance(input, PackedSequence)
         is_batched = True
         if packed:
-            data, batch_sizes, sorted_indices, unsorted_indices = input
+            # functional.rnn applies sorted_indices / unsorted_indices; only the rows and sizes are checked here.
+            data, batch_sizes = input.data, input.batch_sizes
             if batch_sizes.device.type != "cpu" or batch_sizes.dtype != torch.int64 or batch_sizes.dim() != 1:
                 raise ValueError("PackedSequence.batch_sizes must be a 1-D CPU int64 tensor, got "
                                  f"{batch_sizes.dtype} on {batch_sizes.device}")
             batch = int(batch_sizes[0]) if batch_sizes.numel() else 0
         else:
-            data, batch_sizes, sorted_indices, unsorted_indices = input, None, None, None
+            data = input
             if data.dim() not in (2, 3):
                 tensor = " tensor" if name == "RNN" else ""
                 raise ValueError(f"{name}: Expected input to be 2D or 3D, got {data.dim()}D{tensor} instead")

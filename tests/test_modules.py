@@ -1,6 +1,5 @@
 """Conformance: fusedrnn's modules side by side with torch.nn's, parametrized over the class."""
 import copy
-import io
 import pickle
 import warnings
 
