@@ -1,6 +1,7 @@
 // The host-side loop of the layer ops, shared by every backend.
 //
-// Forward: XW = X @ W_ih^T + b_ih for all rows at once; then per step t (rows [off, off + b)):
+// Forward: XW = X @ W_ih^T + b_ih for all rows at once; then per step t (rows [off, off + b),
+// or a block of them, see for_row_blocks):
 //   HW = h[:b] @ W_hh^T (one GEMM), then one fused pointwise pass (Backend::forward_pointwise)
 //   that adds b_hh, applies the cell (cell_math.h), updates the state in place and writes the
 //   output rows and, in training, the reserve the backward needs; with projections one more
@@ -30,6 +31,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <tuple>
+#include <type_traits>
 
 #include "layer_common.h"
 
@@ -87,6 +89,28 @@ inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor
   return prev;
 }
 
+// The rows (sequences) of a layer never mix: row r's state depends on row r alone. A Backend
+// may therefore run the step loop on blocks of rows, each block through all its steps on its own
+// (the CPU gives each thread a block, with single-threaded products, and no synchronization
+// between steps). It declares
+//   template <class F> static void for_row_blocks(const LayerShape&, const F& f);
+// calling f(r0, r1) over blocks covering [0, B), and static constexpr bool kRowBlocks = true.
+// Otherwise the loop runs once over all rows.
+template <typename Backend, typename = void>
+struct row_blocks : std::false_type {};
+template <typename Backend>
+struct row_blocks<Backend, std::void_t<decltype(Backend::kRowBlocks)>>
+    : std::integral_constant<bool, Backend::kRowBlocks> {};
+
+template <typename Backend, typename F>
+void for_row_blocks(const LayerShape& s, const F& f) {
+  if constexpr (row_blocks<Backend>::value) {
+    Backend::for_row_blocks(s, f);
+  } else {
+    f(int64_t(0), s.B);
+  }
+}
+
 }  // namespace driver
 
 template <typename Backend>
@@ -124,28 +148,31 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
-    for (int64_t step = 0; step < s.T; ++step) {
-      const int64_t t = reverse ? s.T - 1 - step : step;
-      const int64_t b = s.batch_sizes[t], off = s.offsets[t];
-      if (b == 0) continue;
-      Backend::gemm(b, GH, s.Hr, hy.data_ptr<scalar_t>(), Whh.data_ptr<scalar_t>(), true, scalar_t(0),
-                    hw.data_ptr<scalar_t>(), opts);
-      ForwardStep<scalar_t, acc_t> p;
-      p.xw = xw.data_ptr<scalar_t>() + off * GH;
-      p.hw = hw.data_ptr<scalar_t>();
-      p.bhh = bhh.data_ptr<scalar_t>();
-      p.h = hy.data_ptr<scalar_t>();
-      p.c = lstm ? c_state.data_ptr<acc_t>() : nullptr;
-      p.out = out.data_ptr<scalar_t>() + off * s.Hr;
-      p.h_raw = s.proj ? h_raw.data_ptr<scalar_t>() : nullptr;
-      p.reserve = train && RW > 0 ? reserve.data_ptr<acc_t>() + off * RW : nullptr;
-      Backend::forward_pointwise(s, b, p);
-      if (s.proj) {
-        Backend::gemm(b, s.Hr, s.H, h_raw.data_ptr<scalar_t>(), Whr.data_ptr<scalar_t>(), true, scalar_t(0),
-                      p.out, opts);
-        hy.narrow(0, 0, b).copy_(out.narrow(0, off, b));
+    driver::for_row_blocks<Backend>(s, [&](int64_t r0, int64_t r1) {
+      for (int64_t step = 0; step < s.T; ++step) {
+        const int64_t t = reverse ? s.T - 1 - step : step;
+        // This block's rows of step t: [r0, min(batch_sizes[t], r1)).
+        const int64_t b = std::min(s.batch_sizes[t], r1) - r0, off = s.offsets[t] + r0;
+        if (b <= 0) continue;
+        scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
+        scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
+        Backend::gemm(b, GH, s.Hr, h, Whh.data_ptr<scalar_t>(), true, scalar_t(0), hw_b, opts);
+        ForwardStep<scalar_t, acc_t> p;
+        p.xw = xw.data_ptr<scalar_t>() + off * GH;
+        p.hw = hw_b;
+        p.bhh = bhh.data_ptr<scalar_t>();
+        p.h = h;
+        p.c = lstm ? c_state.data_ptr<acc_t>() + r0 * s.H : nullptr;
+        p.out = out.data_ptr<scalar_t>() + off * s.Hr;
+        p.h_raw = s.proj ? h_raw.data_ptr<scalar_t>() + r0 * s.H : nullptr;
+        p.reserve = train && RW > 0 ? reserve.data_ptr<acc_t>() + off * RW : nullptr;
+        Backend::forward_pointwise(s, b, p);
+        if (s.proj) {
+          Backend::gemm(b, s.Hr, s.H, p.h_raw, Whr.data_ptr<scalar_t>(), true, scalar_t(0), p.out, opts);
+          hy.narrow(0, r0, b).copy_(out.narrow(0, off, b));
+        }
       }
-    }
+    });
   });
   Tensor cy = lstm ? c_state.to(input.scalar_type()) : driver::empty_like_none(input);
   return {out.view(output_sizes(input, s.Hr)), hy, cy, reserve};
@@ -199,35 +226,37 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
-    for (int64_t step = 0; step < s.T; ++step) {
-      const int64_t t = reverse ? step : s.T - 1 - step;  // forward's processing order, reversed
-      const int64_t b = s.batch_sizes[t], off = s.offsets[t];
-      if (b == 0) continue;
-      BackwardStep<scalar_t, acc_t> p;
-      p.reserve = RW ? R.data_ptr<acc_t>() + off * RW : nullptr;
-      p.out = Y.data_ptr<scalar_t>() + off * s.Hr;
-      p.h_prev = h_prev.data_ptr<scalar_t>() + off * s.Hr;
-      p.c_prev = lstm ? c_prev.data_ptr<acc_t>() + off * s.H : nullptr;
-      p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * s.Hr : nullptr;
-      p.dh = dh.data_ptr<scalar_t>();
-      p.dc = lstm ? dc.data_ptr<acc_t>() : nullptr;
-      p.dg_x = dg_x.data_ptr<scalar_t>() + off * GH;
-      p.dg_h = dg_h.data_ptr<scalar_t>() + off * GH;
-      if (s.proj) {
-        // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
-        Tensor dh_b = dh.narrow(0, 0, b);
-        if (has_dy) dh_b.add_(dY.narrow(0, off, b));
-        dh_proj.narrow(0, off, b).copy_(dh_b);
-        Backend::gemm(b, s.H, s.Hr, dh.data_ptr<scalar_t>(), Whr.data_ptr<scalar_t>(), false, scalar_t(0),
-                      dh_raw.data_ptr<scalar_t>(), opts);
-        p.dh = dh_raw.data_ptr<scalar_t>();
-        p.dy = nullptr;
+    driver::for_row_blocks<Backend>(s, [&](int64_t r0, int64_t r1) {
+      for (int64_t step = 0; step < s.T; ++step) {
+        const int64_t t = reverse ? step : s.T - 1 - step;  // forward's processing order, reversed
+        const int64_t b = std::min(s.batch_sizes[t], r1) - r0, off = s.offsets[t] + r0;
+        if (b <= 0) continue;
+        scalar_t* dh_b = dh.data_ptr<scalar_t>() + r0 * s.Hr;
+        BackwardStep<scalar_t, acc_t> p;
+        p.reserve = RW ? R.data_ptr<acc_t>() + off * RW : nullptr;
+        p.out = Y.data_ptr<scalar_t>() + off * s.Hr;
+        p.h_prev = h_prev.data_ptr<scalar_t>() + off * s.Hr;
+        p.c_prev = lstm ? c_prev.data_ptr<acc_t>() + off * s.H : nullptr;
+        p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * s.Hr : nullptr;
+        p.dh = dh_b;
+        p.dc = lstm ? dc.data_ptr<acc_t>() + r0 * s.H : nullptr;
+        p.dg_x = dg_x.data_ptr<scalar_t>() + off * GH;
+        p.dg_h = dg_h.data_ptr<scalar_t>() + off * GH;
+        if (s.proj) {
+          // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
+          Tensor dh_rows = dh.narrow(0, r0, b);
+          if (has_dy) dh_rows.add_(dY.narrow(0, off, b));
+          dh_proj.narrow(0, off, b).copy_(dh_rows);
+          scalar_t* dh_raw_b = dh_raw.data_ptr<scalar_t>() + r0 * s.H;
+          Backend::gemm(b, s.H, s.Hr, dh_b, Whr.data_ptr<scalar_t>(), false, scalar_t(0), dh_raw_b, opts);
+          p.dh = dh_raw_b;
+          p.dy = nullptr;
+        }
+        Backend::backward_pointwise(s, b, p);
+        // dh_prev = dG_h @ W_hh; GRU adds it to the direct part dh * z left by the pointwise pass.
+        Backend::gemm(b, s.Hr, GH, p.dg_h, Whh.data_ptr<scalar_t>(), false, scalar_t(gru ? 1 : 0), dh_b, opts);
       }
-      Backend::backward_pointwise(s, b, p);
-      // dh_prev = dG_h @ W_hh; GRU adds it to the direct part dh * z left by the pointwise pass.
-      Backend::gemm(b, s.Hr, GH, p.dg_h, Whh.data_ptr<scalar_t>(), false, scalar_t(gru ? 1 : 0),
-                    dh.data_ptr<scalar_t>(), opts);
-    }
+    });
   });
 
   // Absent gradients are distinct empty tensors: outputs of an op must not alias each other.

@@ -9,6 +9,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
+#include <vector>
+
 namespace fusedrnn {
 namespace {
 
@@ -37,9 +41,17 @@ inline void for_each_chunk(int64_t width, const F& f) {
   if (j < width) f(j, width - j);
 }
 
+// Set while a tiny layer runs on one thread (see CpuBackend::for_row_blocks): its pointwise
+// passes stay on this thread too.
+thread_local bool serial_loop = false;
+
 // Runs f(r) for rows [0, rows), in parallel when the step is big enough to pay for it.
 template <typename F>
 inline void for_each_row(int64_t rows, int64_t row_elems, const F& f) {
+  if (serial_loop) {
+    for (int64_t r = 0; r < rows; ++r) f(r);
+    return;
+  }
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, row_elems));
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) f(r);
@@ -189,10 +201,82 @@ void backward_pointwise(const LayerShape& s, int64_t b, const BackwardStep<scala
   }
 }
 
+// ---- Row blocks: one thread per block of sequences --------------------------------------------
+//
+// Rows never mix, so each thread can take a block of the batch through every step on its own,
+// with single-threaded products against the whole W_hh (kept in its core's cache), and no
+// synchronization between steps: one parallel region per layer call instead of a fork/join (or
+// two) per step, and per-thread products of half the rows, which run faster per flop than one
+// two-threaded product of all of them at these sizes (measured, see benchmarks/results).
+// Packed batches (rows sorted by length, longest first) are cut where the summed lengths, the
+// work, are even. FUSEDRNN_ROW_BLOCKS=0 (read per call) keeps one block: the products then
+// thread themselves (the loop of fusedrnn <= 0.1, for comparison); FUSEDRNN_ROW_BLOCKS=n asks for
+// min(n, batch) blocks whatever the size (tests).
+inline int64_t row_block_count(const LayerShape& s) {
+  if (at::in_parallel_region()) return 1;
+  if (const char* e = std::getenv("FUSEDRNN_ROW_BLOCKS")) {
+    const int64_t n = std::atoll(e);
+    if (n >= 0 && std::to_string(n) == e) return std::max<int64_t>(1, std::min(n, s.B));
+  }
+  const int64_t recurrent_flops = 2 * s.N * s.G * s.H * s.Hr;
+  if (recurrent_flops < (int64_t(1) << 18)) return 1;  // a few microseconds: not worth a fork
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), s.B));
+}
+
+// P + 1 row bounds with about equal work (summed sequence lengths) per block.
+inline std::vector<int64_t> row_block_bounds(const LayerShape& s, int64_t P) {
+  // length[r] = the number of steps with more than r rows; steps are sorted by batch size in
+  // the packed layout, but counting makes no assumption.
+  std::vector<int64_t> count(s.B + 1, 0);
+  for (int64_t t = 0; t < s.T; ++t) count[std::min(s.batch_sizes[t], s.B)] += 1;
+  std::vector<int64_t> length(s.B, 0);
+  int64_t above = 0;
+  for (int64_t r = s.B - 1; r >= 0; --r) {
+    above += count[r + 1];
+    length[r] = above;
+  }
+  std::vector<int64_t> bounds{0};
+  int64_t work = 0, r = 0;
+  for (int64_t p = 1; p < P; ++p) {
+    const int64_t target = s.N * p / P;
+    while (r < s.B && work + length[r] / 2 < target) work += length[r++];
+    bounds.push_back(std::max(r, bounds.back()));
+  }
+  bounds.push_back(s.B);
+  return bounds;
+}
+
 struct CpuBackend {
   struct Guard {
     explicit Guard(c10::Device) {}
   };
+  static constexpr bool kRowBlocks = true;
+  template <typename F>
+  static void for_row_blocks(const LayerShape& s, const F& f) {
+    const int64_t P = row_block_count(s);
+    if (P == 1) {
+      // Tiny products lose more to the BLAS's threading than they gain: keep them on this thread.
+      if (2 * s.B * s.G * s.H * s.Hr < (int64_t(1) << 20)) {
+        struct Serial {
+          cpu_blas::SingleThreadedBlas single;
+          Serial() { serial_loop = true; }
+          ~Serial() { serial_loop = false; }
+        } serial;
+        f(int64_t(0), s.B);
+      } else {
+        f(int64_t(0), s.B);
+      }
+      return;
+    }
+    const std::vector<int64_t> bounds = row_block_bounds(s, P);
+    // Inside the parallel region the BLAS runs single-threaded by itself (no nested parallelism).
+    at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        if (bounds[p + 1] > bounds[p]) f(bounds[p], bounds[p + 1]);
+      }
+    });
+  }
+
   static void check(const Tensor& input) {
     TORCH_CHECK(input.device().is_cpu(), "fusedrnn: the CPU kernel got a tensor on ", input.device());
     TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,

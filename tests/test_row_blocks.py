@@ -1,0 +1,118 @@
+"""The CPU's row blocks: each thread takes a block of the batch through every step on its own.
+
+The loop runs on P blocks of rows (P = threads, when the layer has work enough; packed batches
+cut where summed lengths are even). The other tests' small shapes mostly run one block, so here
+FUSEDRNN_ROW_BLOCKS forces 1, 2, 3 or more blocks than rows, on 2 or 3 threads, dense and packed,
+both directions, with projections too; results must match torch.nn (float64, 1e-10) for every P.
+"""
+import itertools
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import fusedrnn.functional as FR
+from helpers import CELLS, assert_rel, make_nn, random_lengths
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def run_both(cell, H, bidirectional, packed, num_layers=2, T=7, B=5, I=4, seed=0, proj_size=0):
+    torch.manual_seed(seed)
+    kwargs = dict(proj_size=proj_size) if proj_size else {}
+    ref = make_nn(cell, I, H, dtype=torch.float64, num_layers=num_layers, bidirectional=bidirectional, **kwargs)
+    D = 2 if bidirectional else 1
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    lengths = random_lengths(B, T)
+    h0 = torch.randn(num_layers * D, B, proj_size or H, dtype=torch.float64)
+    c0 = torch.randn(num_layers * D, B, H, dtype=torch.float64)
+
+    def run(use_ref):
+        xi, hi, ci = (t.clone().requires_grad_() for t in (x, h0, c0))
+        weights = [w.detach().clone().requires_grad_() for w in ref._flat_weights]
+        inp = pack_padded_sequence(xi, lengths, enforce_sorted=False) if packed else xi
+        hx = (hi, ci) if cell == "lstm" else hi
+        if use_ref:
+            out, state = ref(inp, hx)
+            leaves = [xi, hi] + ([ci] if cell == "lstm" else []) + list(ref.parameters())
+        else:
+            out, state = FR.rnn(cell, inp, hx, weights, num_layers=num_layers, bias=True, bidirectional=bidirectional)
+            leaves = [xi, hi] + ([ci] if cell == "lstm" else []) + weights
+        out_data = out.data if packed else out
+        states = list(state) if cell == "lstm" else [state]
+        loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum() for o in [out_data, *states])
+        loss = loss + (out_data ** 2).sum()
+        grads = torch.autograd.grad(loss, leaves)
+        return [out_data.detach(), *[s.detach() for s in states]], list(grads)
+
+    return run(True), run(False)
+
+
+@pytest.mark.parametrize("cell,packed,bidirectional,blocks,nthreads", [
+    c for c in itertools.product(CELLS, (False, True), (False, True), ("1", "2", "3", "9"), (2, 3))
+    if not (c[3] == "1" and c[4] == 3)
+])
+def test_row_blocks_match_torch(monkeypatch, threads, cell, packed, bidirectional, blocks, nthreads):
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
+    threads(nthreads)
+    (ref_vals, ref_grads), (vals, grads) = run_both(cell, 11, bidirectional, packed)
+    for a, e in zip(vals, ref_vals):
+        assert_rel(a, e, 1e-10, "values")
+    for i, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a, e, 1e-10, f"grad {i}")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("blocks", ["2", "3"])
+def test_row_blocks_with_projections(monkeypatch, threads, packed, blocks):
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
+    threads(2)
+    (ref_vals, ref_grads), (vals, grads) = run_both("lstm", 11, True, packed, proj_size=4)
+    for a, e in zip(vals, ref_vals):
+        assert_rel(a, e, 1e-10, "values")
+    for i, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a, e, 1e-10, f"grad {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_blocks_on_a_big_layer(threads, cell):
+    """A layer big enough for the default rule to cut it (2 threads, 2 blocks) in float32."""
+    threads(2)
+    torch.manual_seed(0)
+    m = make_nn(cell, 16, 48, dtype=torch.float64)
+    x = torch.randn(30, 8, 16, dtype=torch.float64)
+    ref_out, _ = m(x)
+    out, _ = FR.rnn(cell, x.float(), None, [w.detach().float() for w in m._flat_weights], num_layers=1,
+                    bias=True, bidirectional=False)
+    assert_rel(out.double(), ref_out.detach(), 1e-5)
+
+
+@pytest.mark.parametrize("value", ["junk", "-1", ""])
+def test_junk_block_count_is_ignored(monkeypatch, value):
+    """A FUSEDRNN_ROW_BLOCKS that is not a count falls back to the default rule, never crashes."""
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", value)
+    x = torch.randn(3, 2, 4, dtype=torch.float64)
+    m = make_nn("gru", 4, 16)
+    out, h = FR.rnn("gru", x, None, [w.detach() for w in m._flat_weights], num_layers=1, bias=True,
+                    bidirectional=False)
+    ref_out, ref_h = m(x)
+    assert_rel(out, ref_out.detach(), 1e-10)
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 8, 24), (2, 1200, 8, 2), (40, 64, 32, 64)])
+def test_thread_count_unchanged(threads, shape):
+    """Blocks and tiny layers hold the BLAS to one thread (MKL's thread-local setting); the caller's
+    thread count must survive it (setting it inside a parallel region once leaked into OpenMP's)."""
+    threads(2)
+    T, B, I, H = shape
+    m = make_nn("lstm", I, H, dtype=torch.float32)
+    x = torch.randn(T, B, I, requires_grad=True)
+    out, _ = FR.rnn("lstm", x, None, [w.detach().requires_grad_() for w in m._flat_weights], num_layers=1,
+                    bias=True, bidirectional=False)
+    out.sum().backward()
+    assert torch.get_num_threads() == 2
