@@ -78,6 +78,13 @@ inline bool defined(const optional<Tensor>& t) { return t.has_value() && t->defi
 // sequence's first step, otherwise the row of `seq` written by the previous step in processing order.
 inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor& seq, const Tensor& init) {
   Tensor prev = at::empty({s.N, seq.size(1)}, seq.options());
+  if (!s.packed && s.T > 0) {
+    // Dense: the state before step t is the output of step t -+ 1; two copies in all.
+    const int64_t B = s.B, rest = s.N - B;
+    prev.narrow(0, reverse ? rest : 0, B).copy_(init);
+    if (rest > 0) prev.narrow(0, reverse ? 0 : B, rest).copy_(seq.narrow(0, reverse ? B : 0, rest));
+    return prev;
+  }
   for (int64_t t = 0; t < s.T; ++t) {
     const int64_t b = s.batch_sizes[t], off = s.offsets[t];
     const bool has_prev = reverse ? t + 1 < s.T : t > 0;

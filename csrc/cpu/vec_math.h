@@ -23,7 +23,8 @@ template <typename S>
 inline Vec<S> tanh_(Vec<S> x) { return x.tanh(); }
 
 #if defined(CPU_CAPABILITY_AVX2)
-// float exp on AVX2 in about a third of SLEEF's time, within 3e-7 relative: x = n ln2 + r with
+// float exp on AVX2, shorter than SLEEF's general routine (with it, an LSTM step's pointwise pass
+// at batch 32, hidden 128 went from ~39 to ~30 us on one thread), within 3e-7 relative: x = n ln2 + r with
 // |r| <= ln2 / 2 (ln2 split in two parts so that n ln2 is exact), e^r by its Taylor series to r^7
 // (truncation < 6e-9), times 2^n built in the exponent bits. x is clamped to [-87.3, 88.7], where
 // 2^n stays a normal number: e^x saturates at 2.5e38 and bottoms out at 1.2e-38 instead of going
