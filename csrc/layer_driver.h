@@ -225,7 +225,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor dg_h = gru ? at::empty({s.N, GH}, opts) : dg_x;
   Tensor dh_proj = s.proj ? at::empty({s.N, s.Hr}, opts) : Tensor();  // dh before W_hr, per row
   Tensor dh_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
-  const Tensor h_prev = driver::gather_prev_states(s, reverse, Y, hx.contiguous());
+  // The state before each step, per row: dense layers read it in place (hx, or the output rows of
+  // the step before), packed ones gather it, as a step's rows may come from both.
+  const Tensor H0 = hx.contiguous();
+  const Tensor h_prev = s.packed ? driver::gather_prev_states(s, reverse, Y, H0) : Tensor();
   const Tensor c_prev = lstm ? driver::gather_prev_states(s, reverse, R.narrow(1, 4 * s.H, s.H),
                                                           cx->to(acc_type).contiguous())
                              : Tensor();
@@ -242,7 +245,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
         BackwardStep<scalar_t, acc_t> p;
         p.reserve = RW ? R.data_ptr<acc_t>() + off * RW : nullptr;
         p.out = Y.data_ptr<scalar_t>() + off * s.Hr;
-        p.h_prev = h_prev.data_ptr<scalar_t>() + off * s.Hr;
+        if (s.packed) {
+          p.h_prev = h_prev.data_ptr<scalar_t>() + off * s.Hr;
+        } else {
+          const bool first = reverse ? t == s.T - 1 : t == 0;
+          p.h_prev = first ? H0.data_ptr<scalar_t>() + r0 * s.Hr
+                           : Y.data_ptr<scalar_t>() + (s.offsets[reverse ? t + 1 : t - 1] + r0) * s.Hr;
+        }
         p.c_prev = lstm ? c_prev.data_ptr<acc_t>() + off * s.H : nullptr;
         p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * s.Hr : nullptr;
         p.dh = dh_b;
@@ -272,9 +281,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Tensor gw_ih = none(), gw_hh = none(), gb_ih = none(), gb_hh = none(), gw_hr = none();
   if (need_weight_grads) {
     gw_ih = at::mm(dg_x.t(), X);
-    gw_hh = at::mm(dg_h.t(), h_prev);
+    if (s.packed) {
+      gw_hh = at::mm(dg_h.t(), h_prev);
+    } else {  // T > 0 (checked)
+      // Rows of the first step met hx; every other step's rows the output of the step before.
+      const int64_t B = s.B, rest = s.N - B;
+      gw_hh = at::mm(dg_h.narrow(0, reverse ? rest : 0, B).t(), H0);
+      if (rest > 0) gw_hh.addmm_(dg_h.narrow(0, reverse ? 0 : B, rest).t(), Y.narrow(0, reverse ? B : 0, rest));
+    }
     if (driver::defined(b_ih)) gb_ih = dg_x.sum(0);
-    if (driver::defined(b_hh)) gb_hh = dg_h.sum(0);
+    if (driver::defined(b_hh)) {
+      // LSTM and RNN: the same gate gradients on both sides, summed once.
+      gb_hh = dg_h.is_same(dg_x) && driver::defined(b_ih) ? gb_ih.clone() : dg_h.sum(0);
+    }
     if (s.proj) gw_hr = at::mm(dh_proj.t(), R.narrow(1, 5 * s.H, s.H).to(input.scalar_type()));
   }
   Tensor grad_cx = lstm ? dc.to(input.scalar_type()) : none();
