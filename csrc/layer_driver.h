@@ -109,6 +109,22 @@ template <typename Backend>
 struct row_blocks<Backend, std::void_t<decltype(Backend::kRowBlocks)>>
     : std::integral_constant<bool, Backend::kRowBlocks> {};
 
+// A Backend may also declare static void prefetch(const void* p, int64_t bytes) (and
+// kPrefetch = true): the loop calls it on the rows a step's pointwise pass will read, before the
+// step's GEMM, so that they arrive from memory while the GEMM runs.
+template <typename Backend, typename = void>
+struct has_prefetch : std::false_type {};
+template <typename Backend>
+struct has_prefetch<Backend, std::void_t<decltype(Backend::kPrefetch)>>
+    : std::integral_constant<bool, Backend::kPrefetch> {};
+
+template <typename Backend>
+inline void prefetch(const void* p, int64_t bytes) {
+  if constexpr (has_prefetch<Backend>::value) {
+    if (p) Backend::prefetch(p, bytes);
+  }
+}
+
 template <typename Backend, typename F>
 void for_row_blocks(const LayerShape& s, const F& f) {
   if constexpr (row_blocks<Backend>::value) {
@@ -163,6 +179,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         if (b <= 0) continue;
         scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
         scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
+        driver::prefetch<Backend>(xw.data_ptr<scalar_t>() + off * GH, b * GH * sizeof(scalar_t));
         Backend::gemm(b, GH, s.Hr, h, Whh.data_ptr<scalar_t>(), true, scalar_t(0), hw_b, opts);
         ForwardStep<scalar_t, acc_t> p;
         p.xw = xw.data_ptr<scalar_t>() + off * GH;
@@ -269,6 +286,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
           p.dy = nullptr;
         }
         Backend::backward_pointwise(s, b, p);
+        if (step + 1 < s.T) {  // the next step's inputs, while this step's GEMM runs
+          const int64_t tn = reverse ? step + 1 : s.T - 2 - step;
+          const int64_t bn = std::min(s.batch_sizes[tn], r1) - r0, offn = s.offsets[tn] + r0;
+          if (bn > 0) {
+            if (RW) driver::prefetch<Backend>(R.data_ptr<acc_t>() + offn * RW, bn * RW * sizeof(acc_t));
+            if (has_dy) driver::prefetch<Backend>(dY.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));
+            if (lstm) driver::prefetch<Backend>(c_prev.data_ptr<acc_t>() + offn * s.H, bn * s.H * sizeof(acc_t));
+            if (s.cell == CellType::RNN_TANH || s.cell == CellType::RNN_RELU) {
+              driver::prefetch<Backend>(Y.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));
+            }
+          }
+        }
         // dh_prev = dG_h @ W_hh; GRU adds it to the direct part dh * z left by the pointwise pass.
         Backend::gemm(b, s.Hr, GH, p.dg_h, Whh.data_ptr<scalar_t>(), false, scalar_t(gru ? 1 : 0), dh_b, opts);
       }

@@ -4,8 +4,8 @@
                              [--mode train|infer|both] [--out DIR] [--tag NAME]
 
 Each case runs fusedrnn and the torch.nn module in turn, in the same process, on the same
-inputs and weights; after a warm-up, each is timed over repeated runs and the median is
-reported, with the ratio torch / fusedrnn (above 1: fusedrnn is faster). On the CPU the reference is
+inputs and weights; after a warm-up, each is timed over repeated runs, interleaved one run at a
+time, and the median is reported, with the ratio torch / fusedrnn (above 1: fusedrnn is faster). On the CPU the reference is
 what torch.nn runs itself: oneDNN for float32 LSTM (dense, or packed with equal lengths), the
 native ATen loop otherwise.
 """
@@ -77,24 +77,33 @@ def reference_backend(case, device):
     return "native loop"
 
 
-def median_ms(fn, device, warmup, repeats):
-    """Median milliseconds of fn() after a warm-up: CUDA events on the GPU, a wall clock on the CPU."""
-    for _ in range(warmup):
+def time_ms(fn, device):
+    """Milliseconds of one fn(): CUDA events on the GPU, a wall clock on the CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def interleaved_ms(fns, device, warmup, repeats):
+    """Median milliseconds of each of fns (name -> callable) after a warm-up of each. The runs are
+    interleaved one by one (round r runs every fn once, in an order that alternates between rounds),
+    so a machine whose speed drifts over seconds, as shared ones do, slows all of them alike."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            times[name].append(time_ms(fns[name], device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def make_cell_loop(case, module):
@@ -183,12 +192,7 @@ def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True):
 
 def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True):
     steps, lengths = make_steps(case, mode, device, dtype, seed, cell_loop)
-    candidates = list(steps.items())
-    ms = {}
-    # Interleave, twice, so drifting clocks or caches favour none of them.
-    for name, fn in candidates * 2:
-        t = median_ms(fn, device, warmup, repeats)
-        ms[name] = min(t, ms.get(name, float("inf")))
+    ms = interleaved_ms(steps, device, warmup, repeats)
     row = {
         **asdict(case), "mode": mode, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "reference": reference_backend(case, device), "torch_ms": ms["torch"], "fusedrnn_ms": ms["fusedrnn"],
@@ -289,7 +293,7 @@ def main(argv=None):
     parser.add_argument("--layout", default="dense", help="grid layouts: dense, packed or dense,packed")
     parser.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-cell-loop", action="store_true", help="skip the Python loop of torch.nn cells")
     parser.add_argument("--out", default="fusedrnn-bench", help="folder for the JSON results and the PNG plot")
