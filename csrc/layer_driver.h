@@ -43,7 +43,8 @@ using c10::optional;
 // and row r of the state buffers.
 template <typename scalar_t, typename acc_t>
 struct ForwardStep {
-  const scalar_t* xw;   // [b, G*H] input projection rows (b_ih included)
+  const scalar_t* xw;   // [b, G*H] input projection rows (b_ih included), xw_ld apart
+  int64_t xw_ld;
   const scalar_t* hw;   // [b, G*H] h_prev @ W_hh^T
   const scalar_t* bhh;  // [G*H] (zeros when there is no bias)
   scalar_t* h;          // [b, Hr] state: h_prev in, h out (unused with projections)
@@ -155,7 +156,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   const Tensor bhh = driver::defined(b_hh) ? b_hh->contiguous() : at::zeros({GH}, opts);
   const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
 
-  Tensor xw = at::empty({s.N, GH}, opts);
+  // Rows of xw start on 64-byte boundaries: the BLAS writes a (N, 300) product 1.6x slower with
+  // rows 1200 bytes apart than 1216 (measured with MKL on 2 cores), and the pointwise passes only
+  // need the row distance.
+  const int64_t align = 64 / static_cast<int64_t>(input.element_size());
+  const int64_t xw_ld = (GH + align - 1) / align * align;
+  Tensor xw = at::empty({s.N, xw_ld}, opts).narrow(1, 0, GH);
   if (driver::defined(b_ih)) {
     at::addmm_out(xw, *b_ih, X, Wih.t());
   } else {
@@ -179,10 +185,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         if (b <= 0) continue;
         scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
         scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
-        driver::prefetch<Backend>(xw.data_ptr<scalar_t>() + off * GH, b * GH * sizeof(scalar_t));
+        driver::prefetch<Backend>(xw.data_ptr<scalar_t>() + off * xw_ld, b * xw_ld * sizeof(scalar_t));
         Backend::gemm(b, GH, s.Hr, h, Whh.data_ptr<scalar_t>(), true, scalar_t(0), hw_b, opts);
         ForwardStep<scalar_t, acc_t> p;
-        p.xw = xw.data_ptr<scalar_t>() + off * GH;
+        p.xw = xw.data_ptr<scalar_t>() + off * xw_ld;
+        p.xw_ld = xw_ld;
         p.hw = hw_b;
         p.bhh = bhh.data_ptr<scalar_t>();
         p.h = h;

@@ -65,7 +65,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
   switch (s.cell) {
     case CellType::LSTM:
       for_each_row(b, GH, [&](int64_t r) {
-        const scalar_t* xw = p.xw + r * GH;
+        const scalar_t* xw = p.xw + r * p.xw_ld;
         const scalar_t* hw = p.hw + r * GH;
         scalar_t* c = p.c + r * H;
         scalar_t* res = p.reserve ? p.reserve + r * RW : nullptr;
@@ -97,7 +97,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
       break;
     case CellType::GRU:
       for_each_row(b, GH, [&](int64_t r) {
-        const scalar_t* xw = p.xw + r * GH;
+        const scalar_t* xw = p.xw + r * p.xw_ld;
         const scalar_t* hw = p.hw + r * GH;
         scalar_t* h = p.h + r * H;
         scalar_t* res = p.reserve ? p.reserve + r * RW : nullptr;
@@ -123,7 +123,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
     case CellType::RNN_RELU: {
       const bool relu = s.cell == CellType::RNN_RELU;
       for_each_row(b, H, [&](int64_t r) {
-        const scalar_t* xw = p.xw + r * H;
+        const scalar_t* xw = p.xw + r * p.xw_ld;
         const scalar_t* hw = p.hw + r * H;
         for_each_chunk<scalar_t>(H, [&](int64_t j, int64_t n) {
           const V pre = load(xw + j, n) + load(hw + j, n) + load(p.bhh + j, n);

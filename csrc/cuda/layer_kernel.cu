@@ -31,7 +31,7 @@ __device__ __forceinline__ bool element(int64_t b, int64_t H, int64_t& r, int64_
 template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ acc_t pre_activation(const ForwardStep<scalar_t, acc_t>& p, int64_t r, int64_t GH,
                                                 int64_t o) {
-  return static_cast<acc_t>(p.xw[r * GH + o]) + static_cast<acc_t>(p.hw[r * GH + o]) +
+  return static_cast<acc_t>(p.xw[r * p.xw_ld + o]) + static_cast<acc_t>(p.hw[r * GH + o]) +
          static_cast<acc_t>(p.bhh[o]);
 }
 
@@ -67,7 +67,7 @@ __global__ void gru_forward_kernel(ForwardStep<scalar_t, acc_t> p, int64_t b, in
   int64_t r, j;
   if (!element(b, H, r, j)) return;
   const int64_t GH = 3 * H;
-  const acc_t x_n = static_cast<acc_t>(p.xw[r * GH + 2 * H + j]);
+  const acc_t x_n = static_cast<acc_t>(p.xw[r * p.xw_ld + 2 * H + j]);
   const acc_t h_n = static_cast<acc_t>(p.hw[r * GH + 2 * H + j]) + static_cast<acc_t>(p.bhh[2 * H + j]);
   acc_t rg, zg, ng, h;
   cell::gru_forward(pre_activation(p, r, GH, j), pre_activation(p, r, GH, H + j), x_n, h_n,
