@@ -43,8 +43,9 @@ using c10::optional;
 // and row r of the state buffers.
 template <typename scalar_t, typename acc_t>
 struct ForwardStep {
-  const scalar_t* xw;   // [b, G*H] input projection rows (b_ih included), xw_ld apart
+  const scalar_t* xw;   // [b, G*H] input projection rows, xw_ld apart; b_ih included unless...
   int64_t xw_ld;
+  const scalar_t* bih;  // ...the backend adds it itself (kFoldInputBias): then [G*H] b_ih or zeros
   const scalar_t* hw;   // [b, G*H] h_prev @ W_hh^T
   const scalar_t* bhh;  // [G*H] (zeros when there is no bias)
   scalar_t* h;          // [b, Hr] state: h_prev in, h out (unused with projections)
@@ -126,6 +127,12 @@ inline void prefetch(const void* p, int64_t bytes) {
   }
 }
 
+template <typename Backend, typename = void>
+struct fold_input_bias : std::false_type {};
+template <typename Backend>
+struct fold_input_bias<Backend, std::void_t<decltype(Backend::kFoldInputBias)>>
+    : std::integral_constant<bool, Backend::kFoldInputBias> {};
+
 template <typename Backend, typename F>
 void for_row_blocks(const LayerShape& s, const F& f) {
   if constexpr (row_blocks<Backend>::value) {
@@ -162,7 +169,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   const int64_t align = 64 / static_cast<int64_t>(input.element_size());
   const int64_t xw_ld = (GH + align - 1) / align * align;
   Tensor xw = at::empty({s.N, xw_ld}, opts).narrow(1, 0, GH);
-  if (driver::defined(b_ih)) {
+  // A backend whose pointwise pass adds b_ih (declaring kFoldInputBias) saves the broadcast copy of
+  // b_ih into every row of xw that addmm makes before its product.
+  constexpr bool fold_bias = driver::fold_input_bias<Backend>::value;
+  const Tensor bih = fold_bias ? (driver::defined(b_ih) ? b_ih->contiguous() : at::zeros({GH}, opts)) : Tensor();
+  if (driver::defined(b_ih) && !fold_bias) {
     at::addmm_out(xw, *b_ih, X, Wih.t());
   } else {
     at::mm_out(xw, X, Wih.t());
@@ -190,6 +201,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         ForwardStep<scalar_t, acc_t> p;
         p.xw = xw.data_ptr<scalar_t>() + off * xw_ld;
         p.xw_ld = xw_ld;
+        p.bih = fold_bias ? bih.data_ptr<scalar_t>() : nullptr;
         p.hw = hw_b;
         p.bhh = bhh.data_ptr<scalar_t>();
         p.h = h;

@@ -73,7 +73,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
           V pre[4];
           for (int k = 0; k < 4; ++k) {
             const int64_t o = k * H + j;
-            pre[k] = load(xw + o, n) + load(hw + o, n) + load(p.bhh + o, n);
+            pre[k] = (load(xw + o, n) + load(p.bih + o, n)) + (load(hw + o, n) + load(p.bhh + o, n));
           }
           V i, f, g, o, cn, hn;
           cell::lstm_forward(pre[0], pre[1], pre[2], pre[3], load(c + j, n), i, f, g, o, cn, hn);
@@ -102,9 +102,9 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
         scalar_t* h = p.h + r * H;
         scalar_t* res = p.reserve ? p.reserve + r * RW : nullptr;
         for_each_chunk<scalar_t>(H, [&](int64_t j, int64_t n) {
-          const V pre_r = load(xw + j, n) + load(hw + j, n) + load(p.bhh + j, n);
-          const V pre_z = load(xw + H + j, n) + load(hw + H + j, n) + load(p.bhh + H + j, n);
-          const V x_n = load(xw + 2 * H + j, n);
+          const V pre_r = (load(xw + j, n) + load(p.bih + j, n)) + (load(hw + j, n) + load(p.bhh + j, n));
+          const V pre_z = (load(xw + H + j, n) + load(p.bih + H + j, n)) + (load(hw + H + j, n) + load(p.bhh + H + j, n));
+          const V x_n = load(xw + 2 * H + j, n) + load(p.bih + 2 * H + j, n);
           const V h_n = load(hw + 2 * H + j, n) + load(p.bhh + 2 * H + j, n);
           V rg, zg, ng, hn;
           cell::gru_forward(pre_r, pre_z, x_n, h_n, load(h + j, n), rg, zg, ng, hn);
@@ -126,7 +126,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
         const scalar_t* xw = p.xw + r * p.xw_ld;
         const scalar_t* hw = p.hw + r * H;
         for_each_chunk<scalar_t>(H, [&](int64_t j, int64_t n) {
-          const V pre = load(xw + j, n) + load(hw + j, n) + load(p.bhh + j, n);
+          const V pre = (load(xw + j, n) + load(p.bih + j, n)) + (load(hw + j, n) + load(p.bhh + j, n));
           const V hn = relu ? cell::rnn_relu_forward(pre) : cell::rnn_tanh_forward(pre);
           store(hn, p.h + r * H + j, n);
           store(hn, p.out + r * H + j, n);
@@ -250,6 +250,7 @@ struct CpuBackend {
   struct Guard {
     explicit Guard(c10::Device) {}
   };
+  static constexpr bool kFoldInputBias = true;  // the forward pointwise passes add b_ih
   static constexpr bool kPrefetch = true;
   static void prefetch(const void* p, int64_t bytes) {
     const char* c = static_cast<const char*>(p);
