@@ -7,7 +7,6 @@
 
 #include <dlfcn.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
@@ -30,19 +29,13 @@ struct Blas {
 // Integer arguments are passed as pointers to int64 holding small values: read as LP64 (int32,
 // little-endian) or as ILP64 (int64), they mean the same.
 template <typename T>
-void call(FortranGemm<T> f, bool transpose_w, int64_t m, int64_t n, int64_t k, const T* A, int64_t lda,
-          const T* W, int64_t ldw, T beta, T* C, int64_t ldc) {
-  // Column-major view: C^T[n, m] = op(W)^T[n, k] @ A^T[k, m].
-  const int64_t M = n, N = m, K = k;
-  const char ta = transpose_w ? 'T' : 'N', tb = 'N';
-  const T alpha = 1;
-  f(&ta, &tb, &M, &N, &K, &alpha, W, &ldw, A, &lda, &beta, C, &ldc);
-}
-
-template <typename T>
 void call(FortranGemm<T> f, bool transpose_w, int64_t m, int64_t n, int64_t k, const T* A, const T* W, T beta,
           T* C) {
-  call<T>(f, transpose_w, m, n, k, A, k, W, transpose_w ? k : n, beta, C, n);
+  // Column-major view: C^T[n, m] = op(W)^T[n, k] @ A^T[k, m].
+  const int64_t M = n, N = m, K = k, lda = transpose_w ? k : n, ldb = k, ldc = n;
+  const char ta = transpose_w ? 'T' : 'N', tb = 'N';
+  const T alpha = 1;
+  f(&ta, &tb, &M, &N, &K, &alpha, W, &lda, A, &ldb, &beta, C, &ldc);
 }
 
 template <typename T>
@@ -82,13 +75,12 @@ const Blas& blas() {
 }
 
 template <typename T>
-void fallback(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* W, int64_t ldw, bool transpose_w,
-              T beta, T* C, int64_t ldc) {
+void fallback(int64_t m, int64_t n, int64_t k, const T* A, const T* W, bool transpose_w, T beta, T* C) {
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  const at::Tensor a = at::from_blob(const_cast<T*>(A), {m, k}, {lda, 1}, opts);
-  const at::Tensor w = transpose_w ? at::from_blob(const_cast<T*>(W), {n, k}, {ldw, 1}, opts).t()
-                                   : at::from_blob(const_cast<T*>(W), {k, n}, {ldw, 1}, opts);
-  at::Tensor c = at::from_blob(C, {m, n}, {ldc, 1}, opts);
+  const at::Tensor a = at::from_blob(const_cast<T*>(A), {m, k}, opts);
+  const at::Tensor w = transpose_w ? at::from_blob(const_cast<T*>(W), {n, k}, opts).t()
+                                   : at::from_blob(const_cast<T*>(W), {k, n}, opts);
+  at::Tensor c = at::from_blob(C, {m, n}, opts);
   if (beta == T(0)) {
     at::mm_out(c, a, w);
   } else {
@@ -96,40 +88,23 @@ void fallback(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T*
   }
 }
 
-template <typename T>
-FortranGemm<T> direct();
-template <>
-FortranGemm<float> direct<float>() { return blas().sgemm; }
-template <>
-FortranGemm<double> direct<double>() { return blas().dgemm; }
-
 }  // namespace
 
-template <typename T>
-void gemm_ld(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* W, int64_t ldw, bool transpose_w,
-             T beta, T* C, int64_t ldc) {
+template <>
+void gemm<float>(int64_t m, int64_t n, int64_t k, const float* A, const float* W, bool transpose_w, float beta,
+                 float* C) {
   if (m == 0 || n == 0) return;
-  if (k == 0) {  // BLAS would scale C by beta; keep the same meaning without calling it
-    if (beta == T(0)) {
-      for (int64_t r = 0; r < m; ++r) std::fill(C + r * ldc, C + r * ldc + n, T(0));
-    }
-    return;
-  }
-  if (auto f = direct<T>()) return call<T>(f, transpose_w, m, n, k, A, lda, W, ldw, beta, C, ldc);
-  fallback<T>(m, n, k, A, lda, W, ldw, transpose_w, beta, C, ldc);
+  if (auto f = blas().sgemm) return call<float>(f, transpose_w, m, n, k, A, W, beta, C);
+  fallback<float>(m, n, k, A, W, transpose_w, beta, C);
 }
 
-template <typename T>
-void gemm(int64_t m, int64_t n, int64_t k, const T* A, const T* W, bool transpose_w, T beta, T* C) {
-  gemm_ld<T>(m, n, k, A, k, W, transpose_w ? k : n, transpose_w, beta, C, n);
+template <>
+void gemm<double>(int64_t m, int64_t n, int64_t k, const double* A, const double* W, bool transpose_w,
+                  double beta, double* C) {
+  if (m == 0 || n == 0) return;
+  if (auto f = blas().dgemm) return call<double>(f, transpose_w, m, n, k, A, W, beta, C);
+  fallback<double>(m, n, k, A, W, transpose_w, beta, C);
 }
-
-template void gemm_ld<float>(int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, bool, float,
-                             float*, int64_t);
-template void gemm_ld<double>(int64_t, int64_t, int64_t, const double*, int64_t, const double*, int64_t, bool,
-                              double, double*, int64_t);
-template void gemm<float>(int64_t, int64_t, int64_t, const float*, const float*, bool, float, float*);
-template void gemm<double>(int64_t, int64_t, int64_t, const double*, const double*, bool, double, double*);
 
 SingleThreadedBlas::SingleThreadedBlas() : previous_(0) {
   if (auto f = blas().set_local_threads) previous_ = f(1);

@@ -17,17 +17,13 @@ template <typename scalar_t>
 void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const scalar_t* W, bool transpose_w,
           scalar_t beta, scalar_t* C);
 
-// The same with explicit leading dimensions (row-major: the distance between rows of A, W, C).
-template <typename scalar_t>
-void gemm_ld(int64_t m, int64_t n, int64_t k, const scalar_t* A, int64_t lda, const scalar_t* W, int64_t ldw,
-             bool transpose_w, scalar_t beta, scalar_t* C, int64_t ldc);
-
 // Whether gemm<scalar_t> calls the BLAS directly (for tests and the benchmark's report).
 bool has_direct_blas();
 
-// While alive, the BLAS runs single-threaded on the calling thread (MKL's thread-local setting;
-// a no-op with another BLAS, which runs nested calls single-threaded anyway). The split step
-// loop uses it: its threads each run their own slice of a product.
+// While alive, the BLAS runs single-threaded on the calling thread: MKL's thread-local setting
+// (a no-op with another BLAS). The CPU loop holds one around tiny layers, whose products lose
+// more to threading than they gain. Do not hold one around a parallel region: set inside one,
+// MKL's setting left OpenMP's thread count at 1 afterwards (tests/test_row_blocks.py checks).
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas();
