@@ -9,10 +9,9 @@ import itertools
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 
 import fusedrnn.functional as FR
-from helpers import CELLS, assert_rel, make_nn, random_lengths
+from helpers import CELLS, assert_rel, make_nn, run_pair
 
 
 @pytest.fixture
@@ -22,35 +21,12 @@ def threads():
     torch.set_num_threads(before)
 
 
-def run_both(cell, H, bidirectional, packed, num_layers=2, T=7, B=5, I=4, seed=0, proj_size=0):
-    torch.manual_seed(seed)
-    kwargs = dict(proj_size=proj_size) if proj_size else {}
-    ref = make_nn(cell, I, H, dtype=torch.float64, num_layers=num_layers, bidirectional=bidirectional, **kwargs)
-    D = 2 if bidirectional else 1
-    x = torch.randn(T, B, I, dtype=torch.float64)
-    lengths = random_lengths(B, T)
-    h0 = torch.randn(num_layers * D, B, proj_size or H, dtype=torch.float64)
-    c0 = torch.randn(num_layers * D, B, H, dtype=torch.float64)
-
-    def run(use_ref):
-        xi, hi, ci = (t.clone().requires_grad_() for t in (x, h0, c0))
-        weights = [w.detach().clone().requires_grad_() for w in ref._flat_weights]
-        inp = pack_padded_sequence(xi, lengths, enforce_sorted=False) if packed else xi
-        hx = (hi, ci) if cell == "lstm" else hi
-        if use_ref:
-            out, state = ref(inp, hx)
-            leaves = [xi, hi] + ([ci] if cell == "lstm" else []) + list(ref.parameters())
-        else:
-            out, state = FR.rnn(cell, inp, hx, weights, num_layers=num_layers, bias=True, bidirectional=bidirectional)
-            leaves = [xi, hi] + ([ci] if cell == "lstm" else []) + weights
-        out_data = out.data if packed else out
-        states = list(state) if cell == "lstm" else [state]
-        loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum() for o in [out_data, *states])
-        loss = loss + (out_data ** 2).sum()
-        grads = torch.autograd.grad(loss, leaves)
-        return [out_data.detach(), *[s.detach() for s in states]], list(grads)
-
-    return run(True), run(False)
+def run_both(cell, bidirectional, packed, proj_size=0):
+    """torch.nn and fusedrnn on one 2-layer float64 case (T 7, batch 5, input 4, hidden 11)."""
+    torch.manual_seed(0)
+    ref_vals, ref_grads, vals, grads = run_pair(cell, 2, bidirectional, True, packed, True, torch.float64,
+                                                proj_size=proj_size, T=7, B=5, I=4, H=11)
+    return (ref_vals, ref_grads), (vals, grads)
 
 
 @pytest.mark.parametrize("cell,packed,bidirectional,blocks,nthreads", [
@@ -60,7 +36,7 @@ def run_both(cell, H, bidirectional, packed, num_layers=2, T=7, B=5, I=4, seed=0
 def test_row_blocks_match_torch(monkeypatch, threads, cell, packed, bidirectional, blocks, nthreads):
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
     threads(nthreads)
-    (ref_vals, ref_grads), (vals, grads) = run_both(cell, 11, bidirectional, packed)
+    (ref_vals, ref_grads), (vals, grads) = run_both(cell, bidirectional, packed)
     for a, e in zip(vals, ref_vals):
         assert_rel(a, e, 1e-10, "values")
     for i, (a, e) in enumerate(zip(grads, ref_grads)):
@@ -72,7 +48,7 @@ def test_row_blocks_match_torch(monkeypatch, threads, cell, packed, bidirectiona
 def test_row_blocks_with_projections(monkeypatch, threads, packed, blocks):
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
     threads(2)
-    (ref_vals, ref_grads), (vals, grads) = run_both("lstm", 11, True, packed, proj_size=4)
+    (ref_vals, ref_grads), (vals, grads) = run_both("lstm", True, packed, proj_size=4)
     for a, e in zip(vals, ref_vals):
         assert_rel(a, e, 1e-10, "values")
     for i, (a, e) in enumerate(zip(grads, ref_grads)):
