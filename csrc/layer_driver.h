@@ -18,6 +18,16 @@
 //   template <class S, class A> static void backward_pointwise(const LayerShape&, int64_t b, const BackwardStep<S, A>&);
 //   template <class S> static void gemm(m, n, k, const S* A, const S* W, bool transpose_w, S beta, S* C,
 //                                       const TensorOptions&);  // per-step product, see cpu/blas.h
+//   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
+//                                          // the input projection is a plain product (no addmm
+//                                          // broadcast copy of b_ih into every row)
+//   static constexpr bool kPrefetch;       // true: static void prefetch(const void*, int64_t bytes),
+//                                          // called on a step's pointwise inputs before its GEMM
+//   static constexpr bool kRowBlocks;      // true: template <class F> static void
+//                                          // for_row_blocks(const LayerShape&, const F& f) calls
+//                                          // f(r0, r1) over blocks of rows covering [0, B), each
+//                                          // block run through all steps on its own (rows never
+//                                          // mix); false: the loop runs once over all rows
 // scalar_t is the storage type, acc_t = at::opmath_type<scalar_t> the math type: the LSTM cell
 // state and the reserve are kept in acc_t (float for half / bfloat16 storage).
 #pragma once
@@ -31,7 +41,6 @@
 #include <ATen/ops/zeros.h>
 
 #include <tuple>
-#include <type_traits>
 
 #include "layer_common.h"
 
@@ -98,44 +107,14 @@ inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor
   return prev;
 }
 
-// The rows (sequences) of a layer never mix: row r's state depends on row r alone. A Backend
-// may therefore run the step loop on blocks of rows, each block through all its steps on its own
-// (the CPU gives each thread a block, with single-threaded products, and no synchronization
-// between steps). It declares
-//   template <class F> static void for_row_blocks(const LayerShape&, const F& f);
-// calling f(r0, r1) over blocks covering [0, B), and static constexpr bool kRowBlocks = true.
-// Otherwise the loop runs once over all rows.
-template <typename Backend, typename = void>
-struct row_blocks : std::false_type {};
-template <typename Backend>
-struct row_blocks<Backend, std::void_t<decltype(Backend::kRowBlocks)>>
-    : std::integral_constant<bool, Backend::kRowBlocks> {};
-
-// A Backend may also declare static void prefetch(const void* p, int64_t bytes) (and
-// kPrefetch = true): the loop calls it on the rows a step's pointwise pass will read, before the
-// step's GEMM, so that they arrive from memory while the GEMM runs.
-template <typename Backend, typename = void>
-struct has_prefetch : std::false_type {};
-template <typename Backend>
-struct has_prefetch<Backend, std::void_t<decltype(Backend::kPrefetch)>>
-    : std::integral_constant<bool, Backend::kPrefetch> {};
-
 template <typename Backend>
 inline void prefetch(const void* p, int64_t bytes) {
-  if constexpr (has_prefetch<Backend>::value) {
-    if (p) Backend::prefetch(p, bytes);
-  }
+  if constexpr (Backend::kPrefetch) Backend::prefetch(p, bytes);
 }
-
-template <typename Backend, typename = void>
-struct fold_input_bias : std::false_type {};
-template <typename Backend>
-struct fold_input_bias<Backend, std::void_t<decltype(Backend::kFoldInputBias)>>
-    : std::integral_constant<bool, Backend::kFoldInputBias> {};
 
 template <typename Backend, typename F>
 void for_row_blocks(const LayerShape& s, const F& f) {
-  if constexpr (row_blocks<Backend>::value) {
+  if constexpr (Backend::kRowBlocks) {
     Backend::for_row_blocks(s, f);
   } else {
     f(int64_t(0), s.B);
@@ -171,7 +150,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   Tensor xw = at::empty({s.N, xw_ld}, opts).narrow(1, 0, GH);
   // A backend whose pointwise pass adds b_ih (declaring kFoldInputBias) saves the broadcast copy of
   // b_ih into every row of xw that addmm makes before its product.
-  constexpr bool fold_bias = driver::fold_input_bias<Backend>::value;
+  constexpr bool fold_bias = Backend::kFoldInputBias;
   const Tensor bih = fold_bias ? (driver::defined(b_ih) ? b_ih->contiguous() : at::zeros({GH}, opts)) : Tensor();
   if (driver::defined(b_ih) && !fold_bias) {
     at::addmm_out(xw, *b_ih, X, Wih.t());

@@ -145,6 +145,9 @@ __global__ void rnn_backward_kernel(BackwardStep<scalar_t, acc_t> p, int64_t b, 
 
 struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
+  static constexpr bool kFoldInputBias = false;  // b_ih goes into the input projection (addmm)
+  static constexpr bool kPrefetch = false;
+  static constexpr bool kRowBlocks = false;       // one loop over all rows; kernels span the rows
 
   static void check(const Tensor& input) {
     TORCH_CHECK(input.is_cuda(), "fusedrnn: the CUDA kernel got a tensor on ", input.device());
