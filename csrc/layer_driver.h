@@ -16,8 +16,13 @@
 //   template <class F> static void dispatch(ScalarType, const F&); // calls f(scalar_t{}) per dtype
 //   template <class S, class A> static void forward_pointwise(const LayerShape&, int64_t b, const ForwardStep<S, A>&);
 //   template <class S, class A> static void backward_pointwise(const LayerShape&, int64_t b, const BackwardStep<S, A>&);
-//   template <class S> static void gemm(m, n, k, const S* A, const S* W, bool transpose_w, S beta, S* C,
-//                                       const TensorOptions&);  // per-step product, see cpu/blas.h
+//   template <class S> struct StepWeight;  // a per-step product's weight, prepared once per layer
+//                                          // call (the CPU packs it for its own kernel):
+//                                          // StepWeight(const LayerShape&, const Tensor& W, bool transpose_w),
+//                                          // and StepWeight() for none
+//   template <class S> static void gemm(m, n, k, const S* A, const StepWeight<S>& W, S beta, S* C,
+//                                       const TensorOptions&);  // per-step product C = A @ op(W) + beta C,
+//                                          // op(W) = W^T ([n, k]) when transpose_w, else W ([k, n])
 //   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
 //                                          // the input projection is a plain product (no addmm
 //                                          // broadcast copy of b_ih into every row)
@@ -167,6 +172,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
+    using StepWeight = typename Backend::template StepWeight<scalar_t>;
+    const StepWeight whh(s, Whh, true);
+    const StepWeight whr = s.proj ? StepWeight(s, Whr, true) : StepWeight();
     driver::for_row_blocks<Backend>(s, [&](int64_t r0, int64_t r1) {
       for (int64_t step = 0; step < s.T; ++step) {
         const int64_t t = reverse ? s.T - 1 - step : step;
@@ -176,7 +184,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
         scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
         driver::prefetch<Backend>(xw.data_ptr<scalar_t>() + off * xw_ld, b * xw_ld * sizeof(scalar_t));
-        Backend::gemm(b, GH, s.Hr, h, Whh.data_ptr<scalar_t>(), true, scalar_t(0), hw_b, opts);
+        Backend::gemm(b, GH, s.Hr, h, whh, scalar_t(0), hw_b, opts);
         ForwardStep<scalar_t, acc_t> p;
         p.xw = xw.data_ptr<scalar_t>() + off * xw_ld;
         p.xw_ld = xw_ld;
@@ -190,7 +198,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         p.reserve = train && RW > 0 ? reserve.data_ptr<acc_t>() + off * RW : nullptr;
         Backend::forward_pointwise(s, b, p);
         if (s.proj) {
-          Backend::gemm(b, s.Hr, s.H, p.h_raw, Whr.data_ptr<scalar_t>(), true, scalar_t(0), p.out, opts);
+          Backend::gemm(b, s.Hr, s.H, p.h_raw, whr, scalar_t(0), p.out, opts);
           hy.narrow(0, r0, b).copy_(out.narrow(0, off, b));
         }
       }
@@ -251,6 +259,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
+    using StepWeight = typename Backend::template StepWeight<scalar_t>;
+    const StepWeight whh(s, Whh, false);
+    const StepWeight whr = s.proj ? StepWeight(s, Whr, false) : StepWeight();
     driver::for_row_blocks<Backend>(s, [&](int64_t r0, int64_t r1) {
       for (int64_t step = 0; step < s.T; ++step) {
         const int64_t t = reverse ? step : s.T - 1 - step;  // forward's processing order, reversed
@@ -279,7 +290,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
           if (has_dy) dh_rows.add_(dY.narrow(0, off, b));
           dh_proj.narrow(0, off, b).copy_(dh_rows);
           scalar_t* dh_raw_b = dh_raw.data_ptr<scalar_t>() + r0 * s.H;
-          Backend::gemm(b, s.H, s.Hr, dh_b, Whr.data_ptr<scalar_t>(), false, scalar_t(0), dh_raw_b, opts);
+          Backend::gemm(b, s.H, s.Hr, dh_b, whr, scalar_t(0), dh_raw_b, opts);
           p.dh = dh_raw_b;
           p.dy = nullptr;
         }
@@ -297,7 +308,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
           }
         }
         // dh_prev = dG_h @ W_hh; GRU adds it to the direct part dh * z left by the pointwise pass.
-        Backend::gemm(b, s.Hr, GH, p.dg_h, Whh.data_ptr<scalar_t>(), false, scalar_t(gru ? 1 : 0), dh_b, opts);
+        Backend::gemm(b, s.Hr, GH, p.dg_h, whh, scalar_t(gru ? 1 : 0), dh_b, opts);
       }
     });
   });

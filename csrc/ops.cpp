@@ -5,12 +5,16 @@
 #include <torch/library.h>
 
 #include "cpu/blas.h"
+#include "cpu/packed_gemm.h"
 
 namespace {
 PyObject* direct_blas(PyObject*, PyObject*) {
   return PyBool_FromLong(fusedrnn::cpu_blas::has_direct_blas());
 }
+PyObject* packed_gemm(PyObject*, PyObject*) { return PyBool_FromLong(fusedrnn::cpu_packed::available()); }
 PyMethodDef methods[] = {
+    {"packed_gemm", packed_gemm, METH_NOARGS,
+     "Whether float32 step products that run one per thread use fusedrnn's packed-weight kernel."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};
@@ -45,4 +49,7 @@ TORCH_LIBRARY(fusedrnn, m) {
       "bool need_input_grad, bool need_weight_grads) "
       "-> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)");
+  // For tests: the CPU's packed-weight step product on its own, a @ w^T (transpose_w) or a @ w,
+  // plus c when given. float32; raises where the kernel is not available.
+  m.def("_packed_step_gemm(Tensor a, Tensor w, bool transpose_w, Tensor? c) -> Tensor");
 }

@@ -4,6 +4,7 @@
 #include "../cell_math.h"
 #include "../layer_driver.h"
 #include "blas.h"
+#include "packed_gemm.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -11,6 +12,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace fusedrnn {
@@ -247,6 +249,16 @@ inline std::vector<int64_t> row_block_bounds(const LayerShape& s, int64_t P) {
   return bounds;
 }
 
+// Tiny layers (a few microseconds of products per step) stay on one thread, BLAS included.
+inline bool tiny_layer(const LayerShape& s) { return 2 * s.B * s.G * s.H * s.Hr < (int64_t(1) << 20); }
+
+// Whether this layer call's step products run one per thread (row blocks, a tiny layer, one
+// thread, or a caller's parallel region): then they go to the packed kernel, which is
+// single-threaded; otherwise (one block of rows on several threads) to the BLAS, threaded.
+inline bool single_threaded_products(const LayerShape& s) {
+  return row_block_count(s) > 1 || tiny_layer(s) || at::get_num_threads() == 1 || at::in_parallel_region();
+}
+
 struct CpuBackend {
   struct Guard {
     explicit Guard(c10::Device) {}
@@ -264,7 +276,7 @@ struct CpuBackend {
     const int64_t P = row_block_count(s);
     if (P == 1) {
       // Tiny products lose more to the BLAS's threading than they gain: keep them on this thread.
-      if (2 * s.B * s.G * s.H * s.Hr < (int64_t(1) << 20)) {
+      if (tiny_layer(s)) {
         struct Serial {
           cpu_blas::SingleThreadedBlas single;
           Serial() { serial_loop = true; }
@@ -294,10 +306,35 @@ struct CpuBackend {
   static void dispatch(at::ScalarType type, const F& f) {
     AT_DISPATCH_FLOATING_TYPES(type, "fusedrnn_layer_cpu", [&] { f(scalar_t(0)); });
   }
+  // float32 weights of products that run one per thread are packed for cpu_packed::gemm; the rest
+  // (float64, threaded products, builds without AVX2, FUSEDRNN_PACKED_GEMM=0) go to the BLAS.
   template <typename scalar_t>
-  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const scalar_t* W, bool transpose_w,
+  struct StepWeight {
+    StepWeight() = default;
+    StepWeight(const LayerShape& s, const Tensor& W, bool transpose_w)
+        : w(W.data_ptr<scalar_t>()), transpose_w(transpose_w) {
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        if (cpu_packed::available() && single_threaded_products(s)) {
+          const int64_t n = transpose_w ? W.size(0) : W.size(1), k = transpose_w ? W.size(1) : W.size(0);
+          packed = cpu_packed::PackedWeight(w, n, k, transpose_w);
+        }
+      }
+    }
+    const scalar_t* w = nullptr;
+    bool transpose_w = true;
+    cpu_packed::PackedWeight packed;
+  };
+  template <typename scalar_t>
+  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
                    scalar_t beta, scalar_t* C, const at::TensorOptions&) {
-    cpu_blas::gemm<scalar_t>(m, n, k, A, W, transpose_w, beta, C);
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (W.packed.defined()) {
+        TORCH_CHECK(W.packed.n() == n && W.packed.k() == k, "fusedrnn: internal error: step product of shape (",
+                    n, ", ", k, ") against a packed weight of shape (", W.packed.n(), ", ", W.packed.k(), ")");
+        return cpu_packed::gemm(m, A, W.packed, beta, C);
+      }
+    }
+    cpu_blas::gemm<scalar_t>(m, n, k, A, W.w, W.transpose_w, beta, C);
   }
   template <typename scalar_t>
   static void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_t, scalar_t>& p) {

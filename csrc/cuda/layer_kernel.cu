@@ -161,14 +161,22 @@ struct CudaBackend {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "fusedrnn_layer_cuda", [&] { f(scalar_t(0)); });
   }
 
-  // Per-step products through cuBLAS (ATen), on borrowed device memory.
+  // Per-step products through cuBLAS (ATen), on borrowed device memory; the weight as it is.
   template <typename scalar_t>
-  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const scalar_t* W, bool transpose_w,
+  struct StepWeight {
+    StepWeight() = default;
+    StepWeight(const LayerShape&, const Tensor& W, bool transpose_w)
+        : w(W.data_ptr<scalar_t>()), transpose_w(transpose_w) {}
+    const scalar_t* w = nullptr;
+    bool transpose_w = true;
+  };
+  template <typename scalar_t>
+  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
                    scalar_t beta, scalar_t* C, const at::TensorOptions& opts) {
     if (m == 0 || n == 0) return;
     const Tensor a = at::from_blob(const_cast<scalar_t*>(A), {m, k}, opts);
-    const Tensor w = transpose_w ? at::from_blob(const_cast<scalar_t*>(W), {n, k}, opts).t()
-                                 : at::from_blob(const_cast<scalar_t*>(W), {k, n}, opts);
+    const Tensor w = W.transpose_w ? at::from_blob(const_cast<scalar_t*>(W.w), {n, k}, opts).t()
+                                   : at::from_blob(const_cast<scalar_t*>(W.w), {k, n}, opts);
     Tensor c = at::from_blob(C, {m, n}, opts);
     if (static_cast<float>(beta) == 0.f) {
       at::mm_out(c, a, w);

@@ -1,0 +1,46 @@
+// Single-threaded float32 products against a weight packed once per layer call, for the per-step
+// products of the CPU loop when each thread runs its own block of rows (see layer_kernel.cpp).
+//
+// At these shapes (a block of 8-128 rows times W_hh, W_hh resident in the core's L2) MKL's sgemm
+// reached 50-80 GFLOP/s on one core of this project's 2-core AMD EPYC (Zen 3, about 100 GFLOP/s
+// peak): it packs its operands on every call and is tuned for larger products. Here W is laid out
+// once in panels of 16 columns, K x 16 contiguous, and an AVX2 kernel computes 6 x 16 tiles of C
+// with 12 accumulators held in registers, reading A rows in place: measured 64-93 GFLOP/s on the
+// same shapes (16 x 512 x 128: 22.5 us vs MKL's 32.1 us; 32 x 256 x 256: 47.1 vs 55.3 us;
+// 128 x 300 x 100: 87.5 vs 103.1 us).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace fusedrnn {
+namespace cpu_packed {
+
+// Whether this build has the kernel (AVX2 + FMA builds; see setup.py's FUSEDRNN_CPU_CAPABILITY)
+// and FUSEDRNN_PACKED_GEMM is not 0 (read on every call: once per layer call).
+bool available();
+
+// W as the right-hand side of C[m, n] = A[m, k] @ op(W): op(W) = W^T when transpose_w (W is
+// [n, k], as W_hh in the forward), else W (W is [k, n], as W_hh in the backward). W contiguous,
+// row-major.
+class PackedWeight {
+ public:
+  PackedWeight() = default;
+  PackedWeight(const float* W, int64_t n, int64_t k, bool transpose_w);
+  bool defined() const { return panels_.defined(); }
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+  const float* data() const { return panels_.data_ptr<float>(); }
+
+ private:
+  at::Tensor panels_;  // [ceil(n / 16), k, 16], zero-padded past column n
+  int64_t n_ = 0, k_ = 0;
+};
+
+// C[m, n] = A[m, k] @ op(W) + beta * C, beta 0 or 1; A and C contiguous row-major (lda = k,
+// ldc = n). Runs on the calling thread. Only where available().
+void gemm(int64_t m, const float* A, const PackedWeight& W, float beta, float* C);
+
+}  // namespace cpu_packed
+}  // namespace fusedrnn

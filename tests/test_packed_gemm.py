@@ -1,0 +1,117 @@
+"""The CPU's packed-weight step product (csrc/cpu/packed_gemm.cpp).
+
+float32 step products that run one per thread (row blocks, tiny layers, one thread) go to an own
+AVX2 kernel against W_hh packed in 16-column panels, in 6-row tiles. Here it is checked on its own
+against float64 products over every row remainder (1-5 rows past the 6-row tiles), column
+remainders past the 16-column panels, k from 1, accumulation into C; then through whole layers
+in float32 against torch.nn in float64, with blocks forced, and against the BLAS path.
+"""
+import itertools
+
+import pytest
+import torch
+
+from fusedrnn import _C
+from helpers import CELLS, assert_rel, run_pair
+
+pytestmark = pytest.mark.skipif(not _C.packed_gemm(), reason="packed step product not in this build (no AVX2)")
+
+gemm = torch.ops.fusedrnn._packed_step_gemm
+
+
+@pytest.mark.parametrize("m,n,k", [
+    (m, n, k) for m, n, k in itertools.product((1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 32), (1, 7, 16, 17, 40), (1, 5, 64))
+])
+@pytest.mark.parametrize("transpose_w", [True, False])
+def test_product_matches_float64(m, n, k, transpose_w):
+    g = torch.Generator().manual_seed(m * 1000 + n * 10 + k)
+    a = torch.randn(m, k, generator=g)
+    w = torch.randn(n, k, generator=g) if transpose_w else torch.randn(k, n, generator=g)
+    expected = a.double() @ (w.double().t() if transpose_w else w.double())
+    out = gemm(a, w, transpose_w, None)
+    assert out.shape == (m, n)
+    # float32 sums of k products of N(0,1) numbers: error ~ sqrt(k) * 6e-8 * |terms|.
+    assert (out.double() - expected).abs().max().item() <= 1e-5 * k
+    c = torch.randn(m, n, generator=g)
+    out_acc = gemm(a, w, transpose_w, c)
+    assert (out_acc.double() - (expected + c.double())).abs().max().item() <= 1e-5 * k + 1e-6
+    assert torch.equal(c, c.clone())  # c itself is not written
+
+
+def test_product_on_strided_inputs():
+    a = torch.randn(20, 9)[:, ::3]  # (20, 3), not contiguous
+    w = torch.randn(3, 40).t()      # (40, 3) as a transposed view
+    assert_rel(gemm(a, w, True, None), a.double() @ w.double().t(), 1e-6, "strided")
+
+
+@pytest.mark.parametrize("bad", ["dtype", "dim", "shape", "c"])
+def test_product_rejects_bad_input(bad):
+    a, w, c = torch.randn(4, 3), torch.randn(5, 3), None
+    if bad == "dtype":
+        a = a.double()
+    elif bad == "dim":
+        a = a.view(2, 2, 3)
+    elif bad == "shape":
+        w = torch.randn(5, 4)
+    else:
+        c = torch.randn(4, 6)
+    with pytest.raises(RuntimeError, match="_packed_step_gemm"):
+        gemm(a, w, True, c)
+
+
+def test_off_switch(monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_PACKED_GEMM", "0")
+    assert not _C.packed_gemm()
+    with pytest.raises(RuntimeError, match="FUSEDRNN_PACKED_GEMM=0"):
+        gemm(torch.randn(2, 2), torch.randn(2, 2), True, None)
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+# Layers in float32 against torch.nn in float64: batch 13 (blocks of 13, 7/6, 5/4/4 rows: every
+# remainder of the 6-row tiles occurs), hidden 21 (G*H = 21..84: partial panels), two layers.
+@pytest.mark.parametrize("cell,packed,bidirectional,blocks", [
+    c for c in itertools.product(CELLS, (False, True), (False, True), ("1", "2", "3"))
+])
+def test_layers_in_float32(monkeypatch, threads, cell, packed, bidirectional, blocks):
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
+    threads(1 if blocks == "1" else 2)  # one block on one thread: products one per thread too
+    torch.manual_seed(0)
+    ref_vals, ref_grads, vals, grads = run_pair(cell, 2, bidirectional, True, packed, True, torch.float32,
+                                                T=6, B=13, I=5, H=21)
+    for a, e in zip(vals, ref_vals):
+        assert_rel(a, e, 2e-6, "values")
+    for i, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a, e, 2e-5, f"grad {i}")
+
+
+def test_lstm_projections_in_float32(monkeypatch, threads):
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", "2")
+    threads(2)
+    torch.manual_seed(0)
+    ref_vals, ref_grads, vals, grads = run_pair("lstm", 2, True, True, True, True, torch.float32, proj_size=7,
+                                                T=6, B=13, I=5, H=21)
+    for a, e in zip(vals, ref_vals):
+        assert_rel(a, e, 2e-6, "values")
+    for i, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a, e, 2e-5, f"grad {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_same_results_as_the_blas_path(monkeypatch, threads, cell):
+    """The kernel and the BLAS compute the same products (float32 rounding apart)."""
+    threads(2)
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", "2")
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("FUSEDRNN_PACKED_GEMM", switch)
+        torch.manual_seed(1)
+        results.append(run_pair(cell, 1, False, True, False, True, torch.float32, T=8, B=20, I=9, H=40)[2:])
+    (vals_k, grads_k), (vals_b, grads_b) = results
+    for a, e in zip(vals_k + grads_k, vals_b + grads_b):
+        assert_rel(a, e, 2e-5, "kernel vs BLAS")
