@@ -23,6 +23,8 @@
 //   template <class S> static void gemm(m, n, k, const S* A, const StepWeight<S>& W, S beta, S* C,
 //                                       const TensorOptions&);  // per-step product C = A @ op(W) + beta C,
 //                                          // op(W) = W^T ([n, k]) when transpose_w, else W ([k, n])
+//   static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W_ih);  // xw = X @ W_ih^T,
+//                                          // X [N, I] and W_ih contiguous, xw's rows padded
 //   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
 //                                          // the input projection is a plain product (no addmm
 //                                          // broadcast copy of b_ih into every row)
@@ -160,7 +162,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   if (driver::defined(b_ih) && !fold_bias) {
     at::addmm_out(xw, *b_ih, X, Wih.t());
   } else {
-    at::mm_out(xw, X, Wih.t());
+    Backend::input_projection(xw, X, Wih);
   }
   Tensor out = at::empty({s.N, s.Hr}, opts);
   Tensor hy = hx.contiguous().clone();  // state buffer; holds h_n at the end

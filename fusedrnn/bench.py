@@ -260,7 +260,9 @@ def environment(device):
     else:
         from . import _C
         env["cpu"] = cpu_name()
-        env["fusedrnn_step_gemm"] = "direct BLAS" if _C.direct_blas() else "at::mm"
+        blas = "direct BLAS" if _C.direct_blas() else "at::mm"
+        # float32 products that run one per thread go to the packed kernel, the rest to the BLAS.
+        env["fusedrnn_step_gemm"] = f"packed AVX2 kernel, else {blas}" if _C.packed_gemm() else blas
     return env
 
 

@@ -1,10 +1,12 @@
-"""The CPU's packed-weight step product (csrc/cpu/packed_gemm.cpp).
+"""The CPU's packed-weight product (csrc/cpu/packed_gemm.cpp).
 
 float32 step products that run one per thread (row blocks, tiny layers, one thread) go to an own
-AVX2 kernel against W_hh packed in 16-column panels, in 6-row tiles. Here it is checked on its own
+AVX2 kernel against W_hh packed in 16-column panels, in 6-row tiles; so does the input projection
+of float32 layers, its rows split between threads. Here it is checked on its own
 against float64 products over every row remainder (1-5 rows past the 6-row tiles), column
-remainders past the 16-column panels, k from 1, accumulation into C; then through whole layers
-in float32 against torch.nn in float64, with blocks forced, and against the BLAS path.
+remainders past the 16-column panels, k from 1, accumulation into C, products in row chunks; then
+through whole layers in float32 against torch.nn in float64 (step products with blocks forced,
+input projections split between threads) and against the BLAS path.
 """
 import itertools
 
@@ -36,6 +38,16 @@ def test_product_matches_float64(m, n, k, transpose_w):
     out_acc = gemm(a, w, transpose_w, c)
     assert (out_acc.double() - (expected + c.double())).abs().max().item() <= 1e-5 * k + 1e-6
     assert torch.equal(c, c.clone())  # c itself is not written
+
+
+@pytest.mark.parametrize("m,n,k", [(100, 40, 300), (61, 17, 128), (13, 33, 1000)])
+def test_product_in_row_chunks(m, n, k):
+    """Products whose A exceeds 32 KB run in chunks of rows (every panel over each chunk)."""
+    g = torch.Generator().manual_seed(k)
+    a, w, c = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(m, n, generator=g)
+    expected = a.double() @ w.double().t()
+    assert (gemm(a, w, True, None).double() - expected).abs().max().item() <= 1e-6 * k
+    assert (gemm(a, w, True, c).double() - (expected + c.double())).abs().max().item() <= 1e-6 * k
 
 
 def test_product_on_strided_inputs():
@@ -100,6 +112,20 @@ def test_lstm_projections_in_float32(monkeypatch, threads):
         assert_rel(a, e, 2e-6, "values")
     for i, (a, e) in enumerate(zip(grads, ref_grads)):
         assert_rel(a, e, 2e-5, f"grad {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_big_input_projection_in_float32(threads, cell):
+    """Input projection of 2000 rows x 300 inputs: split between 2 threads, in row chunks, into
+    rows padded to 64 bytes (hidden 23: G*H of 23..92)."""
+    threads(2)
+    torch.manual_seed(0)
+    ref_vals, ref_grads, vals, grads = run_pair(cell, 1, False, True, False, True, torch.float32,
+                                                T=50, B=40, I=300, H=23)
+    for a, e in zip(vals, ref_vals):
+        assert_rel(a, e, 5e-6, "values")
+    for i, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a, e, 5e-5, f"grad {i}")
 
 
 @pytest.mark.parametrize("cell", CELLS)

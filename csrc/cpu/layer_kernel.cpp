@@ -324,6 +324,26 @@ struct CpuBackend {
     bool transpose_w = true;
     cpu_packed::PackedWeight packed;
   };
+  // xw = X @ W_ih^T for all rows at once: float32 through the packed kernel, rows split in one
+  // contiguous range per thread; otherwise the BLAS. On one core MKL's sgemm took 1.05-1.8x as
+  // long at these shapes (8192 x 256 x 100: 9.5-11.0 ms vs 5.3-6.0) and zeroes C in a pass of its
+  // own first (4% of a char_lstm inference in perf). Whole layers, 15 interleaved rounds, medians:
+  // imdb_rnn inference 46.0 -> 44.7 ms, char_lstm 28.7 -> 26.6, fastai_gru 21.0 -> 19.8.
+  static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W) {
+    if (X.scalar_type() == at::kFloat && cpu_packed::available() && !at::in_parallel_region()) {
+      const int64_t N = X.size(0), I = X.size(1), GH = W.size(0), ld = xw.stride(0);
+      const cpu_packed::PackedWeight P(W.data_ptr<float>(), GH, I, true);
+      const float* x = X.data_ptr<float>();
+      float* out = xw.data_ptr<float>();
+      const int64_t grain = std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(1, GH * I));
+      at::parallel_for(0, N, grain, [&](int64_t r0, int64_t r1) {
+        cpu_packed::gemm(r1 - r0, x + r0 * I, I, P, 0.f, out + r0 * ld, ld);
+      });
+      return;
+    }
+    at::mm_out(xw, X, W.t());
+  }
+
   template <typename scalar_t>
   static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
                    scalar_t beta, scalar_t* C, const at::TensorOptions&) {

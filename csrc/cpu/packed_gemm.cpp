@@ -99,24 +99,29 @@ bool available() {
   return !(e && std::string(e) == "0");
 }
 
-void gemm(int64_t m, const float* A, const PackedWeight& W, float beta, float* C) {
+void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float beta, float* C, int64_t ldc) {
   const int64_t n = W.n(), k = W.k(), panels = (n + kPanel - 1) / kPanel;
   const bool accumulate = beta != 0.f;
-  for (int64_t p = 0; p < panels; ++p) {
-    // The panel (k x 16 floats) stays in L1 while the tiles of rows run over it.
-    const float* B = W.data() + p * k * kPanel;
-    const int64_t c0 = p * kPanel, width = std::min(kPanel, n - c0);
-    int64_t r = 0;
-    for (; r + kRows <= m; r += kRows) tile<6>(k, A + r * k, k, B, C + r * n + c0, n, width, accumulate);
-    const float* a = A + r * k;
-    float* c = C + r * n + c0;
-    switch (m - r) {
-      case 5: tile<5>(k, a, k, B, c, n, width, accumulate); break;
-      case 4: tile<4>(k, a, k, B, c, n, width, accumulate); break;
-      case 3: tile<3>(k, a, k, B, c, n, width, accumulate); break;
-      case 2: tile<2>(k, a, k, B, c, n, width, accumulate); break;
-      case 1: tile<1>(k, a, k, B, c, n, width, accumulate); break;
-      default: break;
+  // Rows in chunks whose A rows stay in L1 (about 24 KB) while every panel passes over them; the
+  // panel (k x 16 floats) is read from L2 once per chunk. A step's rows mostly fit in one chunk.
+  const int64_t chunk = m * k <= 8192 ? m : std::max<int64_t>(kRows, 6144 / std::max<int64_t>(k, 1) / kRows * kRows);
+  for (int64_t m0 = 0; m0 < m; m0 += chunk) {
+    const int64_t m1 = std::min(m, m0 + chunk);
+    for (int64_t p = 0; p < panels; ++p) {
+      const float* B = W.data() + p * k * kPanel;
+      const int64_t c0 = p * kPanel, width = std::min(kPanel, n - c0);
+      int64_t r = m0;
+      for (; r + kRows <= m1; r += kRows) tile<6>(k, A + r * lda, lda, B, C + r * ldc + c0, ldc, width, accumulate);
+      const float* a = A + r * lda;
+      float* c = C + r * ldc + c0;
+      switch (m1 - r) {
+        case 5: tile<5>(k, a, lda, B, c, ldc, width, accumulate); break;
+        case 4: tile<4>(k, a, lda, B, c, ldc, width, accumulate); break;
+        case 3: tile<3>(k, a, lda, B, c, ldc, width, accumulate); break;
+        case 2: tile<2>(k, a, lda, B, c, ldc, width, accumulate); break;
+        case 1: tile<1>(k, a, lda, B, c, ldc, width, accumulate); break;
+        default: break;
+      }
     }
   }
 }
@@ -125,7 +130,7 @@ void gemm(int64_t m, const float* A, const PackedWeight& W, float beta, float* C
 
 bool available() { return false; }
 
-void gemm(int64_t, const float*, const PackedWeight&, float, float*) {
+void gemm(int64_t, const float*, int64_t, const PackedWeight&, float, float*, int64_t) {
   TORCH_CHECK(false, "fusedrnn: the packed step product needs an AVX2 build");
 }
 

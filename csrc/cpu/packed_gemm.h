@@ -38,9 +38,12 @@ class PackedWeight {
   int64_t n_ = 0, k_ = 0;
 };
 
-// C[m, n] = A[m, k] @ op(W) + beta * C, beta 0 or 1; A and C contiguous row-major (lda = k,
-// ldc = n). Runs on the calling thread. Only where available().
-void gemm(int64_t m, const float* A, const PackedWeight& W, float beta, float* C);
+// C[m, n] = A[m, k] @ op(W) + beta * C, beta 0 or 1; A and C row-major with rows lda and ldc
+// apart. Runs on the calling thread. Only where available().
+void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float beta, float* C, int64_t ldc);
+inline void gemm(int64_t m, const float* A, const PackedWeight& W, float beta, float* C) {
+  gemm(m, A, W.k(), W, beta, C, W.n());
+}
 
 }  // namespace cpu_packed
 }  // namespace fusedrnn

@@ -161,6 +161,8 @@ struct CudaBackend {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "fusedrnn_layer_cuda", [&] { f(scalar_t(0)); });
   }
 
+  static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W) { at::mm_out(xw, X, W.t()); }
+
   // Per-step products through cuBLAS (ATen), on borrowed device memory; the weight as it is.
   template <typename scalar_t>
   struct StepWeight {
