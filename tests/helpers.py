@@ -35,6 +35,14 @@ def assert_rel(actual, expected, tol, what=""):
     assert e <= tol, f"{what}: relative error {e:.3e} > {tol:.1e}"
 
 
+def assert_pair(ref_vals, ref_grads, vals, grads, value_tol, grad_tol):
+    """run_pair's results: every value and every gradient within its relative tolerance."""
+    for a, e in zip(vals, ref_vals):
+        assert_rel(a, e, value_tol, "values")
+    for i, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a, e, grad_tol, f"grad {i}")
+
+
 def random_lengths(batch, max_len, gen=None):
     """Lengths in [1, max_len], always including 1 and max_len when batch >= 2."""
     lengths = torch.randint(1, max_len + 1, (batch,), generator=gen)

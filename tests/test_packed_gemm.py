@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from fusedrnn import _C
-from helpers import CELLS, assert_rel, run_pair
+from helpers import CELLS, assert_pair, assert_rel, run_pair
 
 pytestmark = pytest.mark.skipif(not _C.packed_gemm(), reason="packed step product not in this build (no AVX2)")
 
@@ -78,13 +78,6 @@ def test_off_switch(monkeypatch):
         gemm(torch.randn(2, 2), torch.randn(2, 2), True, None)
 
 
-@pytest.fixture
-def threads():
-    before = torch.get_num_threads()
-    yield torch.set_num_threads
-    torch.set_num_threads(before)
-
-
 # Layers in float32 against torch.nn in float64: batch 13 (blocks of 13, 7/6, 5/4/4 rows: every
 # remainder of the 6-row tiles occurs), hidden 21 (G*H = 21..84: partial panels), two layers.
 @pytest.mark.parametrize("cell,packed,bidirectional,blocks", [
@@ -96,10 +89,7 @@ def test_layers_in_float32(monkeypatch, threads, cell, packed, bidirectional, bl
     torch.manual_seed(0)
     ref_vals, ref_grads, vals, grads = run_pair(cell, 2, bidirectional, True, packed, True, torch.float32,
                                                 T=6, B=13, I=5, H=21)
-    for a, e in zip(vals, ref_vals):
-        assert_rel(a, e, 2e-6, "values")
-    for i, (a, e) in enumerate(zip(grads, ref_grads)):
-        assert_rel(a, e, 2e-5, f"grad {i}")
+    assert_pair(ref_vals, ref_grads, vals, grads, 2e-6, 2e-5)
 
 
 def test_lstm_projections_in_float32(monkeypatch, threads):
@@ -108,10 +98,7 @@ def test_lstm_projections_in_float32(monkeypatch, threads):
     torch.manual_seed(0)
     ref_vals, ref_grads, vals, grads = run_pair("lstm", 2, True, True, True, True, torch.float32, proj_size=7,
                                                 T=6, B=13, I=5, H=21)
-    for a, e in zip(vals, ref_vals):
-        assert_rel(a, e, 2e-6, "values")
-    for i, (a, e) in enumerate(zip(grads, ref_grads)):
-        assert_rel(a, e, 2e-5, f"grad {i}")
+    assert_pair(ref_vals, ref_grads, vals, grads, 2e-6, 2e-5)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -122,10 +109,7 @@ def test_big_input_projection_in_float32(threads, cell):
     torch.manual_seed(0)
     ref_vals, ref_grads, vals, grads = run_pair(cell, 1, False, True, False, True, torch.float32,
                                                 T=50, B=40, I=300, H=23)
-    for a, e in zip(vals, ref_vals):
-        assert_rel(a, e, 5e-6, "values")
-    for i, (a, e) in enumerate(zip(grads, ref_grads)):
-        assert_rel(a, e, 5e-5, f"grad {i}")
+    assert_pair(ref_vals, ref_grads, vals, grads, 5e-6, 5e-5)
 
 
 @pytest.mark.parametrize("cell", CELLS)

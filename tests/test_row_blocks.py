@@ -11,14 +11,7 @@ import pytest
 import torch
 
 import fusedrnn.functional as FR
-from helpers import CELLS, assert_rel, make_nn, run_pair
-
-
-@pytest.fixture
-def threads():
-    before = torch.get_num_threads()
-    yield torch.set_num_threads
-    torch.set_num_threads(before)
+from helpers import CELLS, assert_pair, assert_rel, make_nn, run_pair
 
 
 def run_both(cell, bidirectional, packed, proj_size=0):
@@ -37,10 +30,7 @@ def test_row_blocks_match_torch(monkeypatch, threads, cell, packed, bidirectiona
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
     threads(nthreads)
     (ref_vals, ref_grads), (vals, grads) = run_both(cell, bidirectional, packed)
-    for a, e in zip(vals, ref_vals):
-        assert_rel(a, e, 1e-10, "values")
-    for i, (a, e) in enumerate(zip(grads, ref_grads)):
-        assert_rel(a, e, 1e-10, f"grad {i}")
+    assert_pair(ref_vals, ref_grads, vals, grads, 1e-10, 1e-10)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -49,10 +39,7 @@ def test_row_blocks_with_projections(monkeypatch, threads, packed, blocks):
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
     threads(2)
     (ref_vals, ref_grads), (vals, grads) = run_both("lstm", True, packed, proj_size=4)
-    for a, e in zip(vals, ref_vals):
-        assert_rel(a, e, 1e-10, "values")
-    for i, (a, e) in enumerate(zip(grads, ref_grads)):
-        assert_rel(a, e, 1e-10, f"grad {i}")
+    assert_pair(ref_vals, ref_grads, vals, grads, 1e-10, 1e-10)
 
 
 @pytest.mark.parametrize("cell", CELLS)
