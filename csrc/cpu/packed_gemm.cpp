@@ -136,7 +136,6 @@ void gemm(int64_t, const float*, int64_t, const PackedWeight&, float, float*, in
 
 #endif
 
-
 namespace {
 
 at::Tensor packed_step_gemm(const at::Tensor& a, const at::Tensor& w, bool transpose_w,

@@ -1,5 +1,6 @@
-// Single-threaded float32 products against a weight packed once per layer call, for the per-step
-// products of the CPU loop when each thread runs its own block of rows (see layer_kernel.cpp).
+// Single-threaded float32 products against a weight packed once per layer call: the per-step
+// products of the CPU loop when each thread runs its own block of rows, and the input projection
+// (rows split between threads); see layer_kernel.cpp.
 //
 // At these shapes (a block of 8-128 rows times W_hh, W_hh resident in the core's L2) MKL's sgemm
 // reached 50-80 GFLOP/s on one core of this project's 2-core AMD EPYC (Zen 3, about 100 GFLOP/s
