@@ -2,7 +2,8 @@
 
 float32 step products that run one per thread (row blocks, tiny layers, one thread) go to an own
 AVX2 kernel against W_hh packed in 16-column panels, in 6-row tiles; so does the input projection
-of float32 layers, its rows split between threads. Here it is checked on its own
+of float32 layers, its rows split between threads; by default from 256 rows per layer call on
+(FUSEDRNN_PACKED_GEMM=1, set by the small layer tests here: always). Here it is checked on its own
 against float64 products over every row remainder (1-5 rows past the 6-row tiles), column
 remainders past the 16-column panels, k from 1, accumulation into C, products in row chunks; then
 through whole layers in float32 against torch.nn in float64 (step products with blocks forced,
@@ -84,6 +85,7 @@ def test_off_switch(monkeypatch):
     c for c in itertools.product(CELLS, (False, True), (False, True), ("1", "2", "3"))
 ])
 def test_layers_in_float32(monkeypatch, threads, cell, packed, bidirectional, blocks):
+    monkeypatch.setenv("FUSEDRNN_PACKED_GEMM", "1")  # these few rows would go to the BLAS by default
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", blocks)
     threads(1 if blocks == "1" else 2)  # one block on one thread: products one per thread too
     torch.manual_seed(0)
@@ -93,6 +95,7 @@ def test_layers_in_float32(monkeypatch, threads, cell, packed, bidirectional, bl
 
 
 def test_lstm_projections_in_float32(monkeypatch, threads):
+    monkeypatch.setenv("FUSEDRNN_PACKED_GEMM", "1")
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", "2")
     threads(2)
     torch.manual_seed(0)
@@ -103,8 +106,9 @@ def test_lstm_projections_in_float32(monkeypatch, threads):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_big_input_projection_in_float32(threads, cell):
-    """Input projection of 2000 rows x 300 inputs: split between 2 threads, in row chunks, into
-    rows padded to 64 bytes (hidden 23: G*H of 23..92)."""
+    """Input projection of 2000 rows x 300 inputs (enough rows for the default rule to pack):
+    split between 2 threads, in row chunks, into rows padded to 64 bytes (hidden 23: G*H of
+    23..92)."""
     threads(2)
     torch.manual_seed(0)
     ref_vals, ref_grads, vals, grads = run_pair(cell, 1, False, True, False, True, torch.float32,
@@ -114,7 +118,7 @@ def test_big_input_projection_in_float32(threads, cell):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_same_results_as_the_blas_path(monkeypatch, threads, cell):
-    """The kernel and the BLAS compute the same products (float32 rounding apart)."""
+    """The kernel (forced) and the BLAS compute the same products (float32 rounding apart)."""
     threads(2)
     monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", "2")
     results = []

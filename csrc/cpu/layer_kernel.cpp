@@ -306,15 +306,17 @@ struct CpuBackend {
   static void dispatch(at::ScalarType type, const F& f) {
     AT_DISPATCH_FLOATING_TYPES(type, "fusedrnn_layer_cpu", [&] { f(scalar_t(0)); });
   }
-  // float32 weights of products that run one per thread are packed for cpu_packed::gemm; the rest
-  // (float64, threaded products, builds without AVX2, FUSEDRNN_PACKED_GEMM=0) go to the BLAS.
+  // float32 weights of products that run one per thread are packed for cpu_packed::gemm when the
+  // layer has rows enough to pay for it (cpu_packed::worth_packing); the rest (float64, threaded
+  // products, short calls such as a cell's step, builds without AVX2, FUSEDRNN_PACKED_GEMM=0) go
+  // to the BLAS.
   template <typename scalar_t>
   struct StepWeight {
     StepWeight() = default;
     StepWeight(const LayerShape& s, const Tensor& W, bool transpose_w)
         : w(W.data_ptr<scalar_t>()), transpose_w(transpose_w) {
       if constexpr (std::is_same_v<scalar_t, float>) {
-        if (cpu_packed::available() && single_threaded_products(s)) {
+        if (cpu_packed::worth_packing(s.N) && single_threaded_products(s)) {
           const int64_t n = transpose_w ? W.size(0) : W.size(1), k = transpose_w ? W.size(1) : W.size(0);
           packed = cpu_packed::PackedWeight(w, n, k, transpose_w);
         }
@@ -324,13 +326,14 @@ struct CpuBackend {
     bool transpose_w = true;
     cpu_packed::PackedWeight packed;
   };
-  // xw = X @ W_ih^T for all rows at once: float32 through the packed kernel, rows split in one
-  // contiguous range per thread; otherwise the BLAS. On one core MKL's sgemm took 1.05-1.8x as
-  // long at these shapes (8192 x 256 x 100: 9.5-11.0 ms vs 5.3-6.0) and zeroes C in a pass of its
-  // own first (4% of a char_lstm inference in perf). Whole layers, 15 interleaved rounds, medians:
-  // imdb_rnn inference 46.0 -> 44.7 ms, char_lstm 28.7 -> 26.6, fastai_gru 21.0 -> 19.8.
+  // xw = X @ W_ih^T for all rows at once: float32 through the packed kernel when there are rows
+  // enough (see worth_packing), rows split in one contiguous range per thread; otherwise the BLAS.
+  // On one core MKL's sgemm took 1.05-1.8x as long at these shapes (8192 x 256 x 100: 9.5-11.0 ms
+  // vs 5.3-6.0) and zeroes C in a pass of its own first (4% of a char_lstm inference in perf).
+  // Whole layers, 15 interleaved rounds, medians: imdb_rnn inference 46.0 -> 44.7 ms, char_lstm
+  // 28.7 -> 26.6, fastai_gru 21.0 -> 19.8.
   static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W) {
-    if (X.scalar_type() == at::kFloat && cpu_packed::available() && !at::in_parallel_region()) {
+    if (X.scalar_type() == at::kFloat && cpu_packed::worth_packing(X.size(0)) && !at::in_parallel_region()) {
       const int64_t N = X.size(0), I = X.size(1), GH = W.size(0), ld = xw.stride(0);
       const cpu_packed::PackedWeight P(W.data_ptr<float>(), GH, I, true);
       const float* x = X.data_ptr<float>();

@@ -99,6 +99,12 @@ bool available() {
   return !(e && std::string(e) == "0");
 }
 
+bool worth_packing(int64_t rows) {
+  if (!available()) return false;
+  const char* e = std::getenv("FUSEDRNN_PACKED_GEMM");
+  return rows >= kMinRows || (e && std::string(e) == "1");
+}
+
 void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float beta, float* C, int64_t ldc) {
   const int64_t n = W.n(), k = W.k(), panels = (n + kPanel - 1) / kPanel;
   const bool accumulate = beta != 0.f;
@@ -129,6 +135,7 @@ void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float b
 #else  // no AVX2: the callers keep to the BLAS
 
 bool available() { return false; }
+bool worth_packing(int64_t) { return false; }
 
 void gemm(int64_t, const float*, int64_t, const PackedWeight&, float, float*, int64_t) {
   TORCH_CHECK(false, "fusedrnn: the packed step product needs an AVX2 build");
