@@ -92,15 +92,25 @@ inline Tensor empty_like_none(const Tensor& ref) { return at::empty({0}, ref.opt
 
 inline bool defined(const optional<Tensor>& t) { return t.has_value() && t->defined(); }
 
+// Dense layout (T > 0), in rows of the (N, width) sequence: the B rows of the first step processed
+// start at `first` and met the initial state; the other `rest` rows start at `later` and met the
+// rows starting at `prev` (the output of the step before in processing order: t -+ 1).
+struct DensePrevRows {
+  int64_t first, later, prev, rest;
+};
+inline DensePrevRows dense_prev_rows(const LayerShape& s, bool reverse) {
+  const int64_t rest = s.N - s.B;
+  return {reverse ? rest : 0, reverse ? 0 : s.B, reverse ? s.B : 0, rest};
+}
+
 // The state each row had before each step, as an (N, width) matrix: the row of `init` at the
 // sequence's first step, otherwise the row of `seq` written by the previous step in processing order.
 inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor& seq, const Tensor& init) {
   Tensor prev = at::empty({s.N, seq.size(1)}, seq.options());
-  if (!s.packed && s.T > 0) {
-    // Dense: the state before step t is the output of step t -+ 1; two copies in all.
-    const int64_t B = s.B, rest = s.N - B;
-    prev.narrow(0, reverse ? rest : 0, B).copy_(init);
-    if (rest > 0) prev.narrow(0, reverse ? 0 : B, rest).copy_(seq.narrow(0, reverse ? B : 0, rest));
+  if (!s.packed && s.T > 0) {  // two copies in all
+    const DensePrevRows d = dense_prev_rows(s, reverse);
+    prev.narrow(0, d.first, s.B).copy_(init);
+    if (d.rest > 0) prev.narrow(0, d.later, d.rest).copy_(seq.narrow(0, d.prev, d.rest));
     return prev;
   }
   for (int64_t t = 0; t < s.T; ++t) {
@@ -325,9 +335,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
       gw_hh = at::mm(dg_h.t(), h_prev);
     } else {  // T > 0 (checked)
       // Rows of the first step met hx; every other step's rows the output of the step before.
-      const int64_t B = s.B, rest = s.N - B;
-      gw_hh = at::mm(dg_h.narrow(0, reverse ? rest : 0, B).t(), H0);
-      if (rest > 0) gw_hh.addmm_(dg_h.narrow(0, reverse ? 0 : B, rest).t(), Y.narrow(0, reverse ? B : 0, rest));
+      const driver::DensePrevRows d = driver::dense_prev_rows(s, reverse);
+      gw_hh = at::mm(dg_h.narrow(0, d.first, s.B).t(), H0);
+      if (d.rest > 0) gw_hh.addmm_(dg_h.narrow(0, d.later, d.rest).t(), Y.narrow(0, d.prev, d.rest));
     }
     if (driver::defined(b_ih)) gb_ih = dg_x.sum(0);
     if (driver::defined(b_hh)) {
