@@ -14,7 +14,8 @@ PyObject* direct_blas(PyObject*, PyObject*) {
 PyObject* packed_gemm(PyObject*, PyObject*) { return PyBool_FromLong(fusedrnn::cpu_packed::available()); }
 PyMethodDef methods[] = {
     {"packed_gemm", packed_gemm, METH_NOARGS,
-     "Whether float32 step products that run one per thread use fusedrnn's packed-weight kernel."},
+     "Whether fusedrnn's packed-weight float32 kernel is built in and not turned off (FUSEDRNN_PACKED_GEMM=0); "
+     "layer calls of 256 rows or more use it for their input projection and single-threaded step products."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};

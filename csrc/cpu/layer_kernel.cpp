@@ -64,6 +64,10 @@ template <typename scalar_t>
 void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_t, scalar_t>& p) {
   using V = Vec<scalar_t>;
   const int64_t H = s.H, GH = s.G * s.H, Hr = s.Hr, RW = s.reserve_width();
+  // A gate's preactivation at columns [o, o + n): input projection plus both biases plus h @ W_hh.
+  auto preact = [&](const scalar_t* xw, const scalar_t* hw, int64_t o, int64_t n) {
+    return (load(xw + o, n) + load(p.bih + o, n)) + (load(hw + o, n) + load(p.bhh + o, n));
+  };
   switch (s.cell) {
     case CellType::LSTM:
       for_each_row(b, GH, [&](int64_t r) {
@@ -74,8 +78,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
         for_each_chunk<scalar_t>(H, [&](int64_t j, int64_t n) {
           V pre[4];
           for (int k = 0; k < 4; ++k) {
-            const int64_t o = k * H + j;
-            pre[k] = (load(xw + o, n) + load(p.bih + o, n)) + (load(hw + o, n) + load(p.bhh + o, n));
+            pre[k] = preact(xw, hw, k * H + j, n);
           }
           V i, f, g, o, cn, hn;
           cell::lstm_forward(pre[0], pre[1], pre[2], pre[3], load(c + j, n), i, f, g, o, cn, hn);
@@ -104,8 +107,8 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
         scalar_t* h = p.h + r * H;
         scalar_t* res = p.reserve ? p.reserve + r * RW : nullptr;
         for_each_chunk<scalar_t>(H, [&](int64_t j, int64_t n) {
-          const V pre_r = (load(xw + j, n) + load(p.bih + j, n)) + (load(hw + j, n) + load(p.bhh + j, n));
-          const V pre_z = (load(xw + H + j, n) + load(p.bih + H + j, n)) + (load(hw + H + j, n) + load(p.bhh + H + j, n));
+          const V pre_r = preact(xw, hw, j, n);
+          const V pre_z = preact(xw, hw, H + j, n);
           const V x_n = load(xw + 2 * H + j, n) + load(p.bih + 2 * H + j, n);
           const V h_n = load(hw + 2 * H + j, n) + load(p.bhh + 2 * H + j, n);
           V rg, zg, ng, hn;
@@ -128,7 +131,7 @@ void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_
         const scalar_t* xw = p.xw + r * p.xw_ld;
         const scalar_t* hw = p.hw + r * H;
         for_each_chunk<scalar_t>(H, [&](int64_t j, int64_t n) {
-          const V pre = (load(xw + j, n) + load(p.bih + j, n)) + (load(hw + j, n) + load(p.bhh + j, n));
+          const V pre = preact(xw, hw, j, n);
           const V hn = relu ? cell::rnn_relu_forward(pre) : cell::rnn_tanh_forward(pre);
           store(hn, p.h + r * H + j, n);
           store(hn, p.out + r * H + j, n);

@@ -94,15 +94,19 @@ inline void tile(int64_t k, const float* A, int64_t lda, const float* B, float* 
 
 }  // namespace
 
-bool available() {
-  const char* e = std::getenv("FUSEDRNN_PACKED_GEMM");  // read per layer call, for A/B runs
-  return !(e && std::string(e) == "0");
+namespace {
+// FUSEDRNN_PACKED_GEMM, read per layer call (for A/B runs): "0", "1", or "" when unset.
+std::string switch_value() {
+  const char* e = std::getenv("FUSEDRNN_PACKED_GEMM");
+  return e ? e : "";
 }
+}  // namespace
+
+bool available() { return switch_value() != "0"; }
 
 bool worth_packing(int64_t rows) {
-  if (!available()) return false;
-  const char* e = std::getenv("FUSEDRNN_PACKED_GEMM");
-  return rows >= kMinRows || (e && std::string(e) == "1");
+  const std::string v = switch_value();
+  return v != "0" && (rows >= kMinRows || v == "1");
 }
 
 void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float beta, float* C, int64_t ldc) {
