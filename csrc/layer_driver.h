@@ -1,7 +1,7 @@
 // The host-side loop of the layer ops, shared by every backend.
 //
-// Forward: XW = X @ W_ih^T + b_ih for all rows at once; then per step t (rows [off, off + b),
-// or a block of them, see for_row_blocks):
+// Forward: XW = X @ W_ih^T + b_ih for all rows at once (or per step, kStepInputProjection); then
+// per step t (rows [off, off + b), or a block of them, see for_row_blocks):
 //   HW = h[:b] @ W_hh^T (one GEMM), then one fused pointwise pass (Backend::forward_pointwise)
 //   that adds b_hh, applies the cell (cell_math.h), updates the state in place and writes the
 //   output rows and, in training, the reserve the backward needs; with projections one more
@@ -25,6 +25,17 @@
 //                                          // op(W) = W^T ([n, k]) when transpose_w, else W ([k, n])
 //   static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W_ih);  // xw = X @ W_ih^T,
 //                                          // X [N, I] and W_ih contiguous, xw's rows padded
+//   static Tensor input_grad(const Tensor& dG, const Tensor& W_ih);  // dX = dG @ W_ih, [N, I]
+//   static constexpr bool kStepInputProjection;  // true: static bool step_input_projection(const
+//                                          // LayerShape&, ScalarType) says per layer call whether each
+//                                          // step's block of rows computes its own x_t @ W_ih^T, with
+//                                          // gemm_ld(m, n, k, A, W, beta, C, ldc, opts) (C's rows ldc
+//                                          // apart) into a buffer of B rows, instead of one product
+//                                          // for all rows (kFoldInputBias must be true then)
+//   static constexpr bool kWeightGrad;     // true: static bool weight_grads(s, reverse, X, Y, H0,
+//                                          // h_prev, dg_x, dg_h, has_b_ih, has_b_hh, gw_ih&, gw_hh&,
+//                                          // gb_ih&, gb_hh&) computes the weight and bias gradients or
+//                                          // returns false (then the driver's BLAS products do)
 //   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
 //                                          // the input projection is a plain product (no addmm
 //                                          // broadcast copy of b_ih into every row)
@@ -164,12 +175,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   // need the row distance.
   const int64_t align = 64 / static_cast<int64_t>(input.element_size());
   const int64_t xw_ld = (GH + align - 1) / align * align;
-  Tensor xw = at::empty({s.N, xw_ld}, opts).narrow(1, 0, GH);
   // A backend whose pointwise pass adds b_ih (declaring kFoldInputBias) saves the broadcast copy of
   // b_ih into every row of xw that addmm makes before its product.
   constexpr bool fold_bias = Backend::kFoldInputBias;
   const Tensor bih = fold_bias ? (driver::defined(b_ih) ? b_ih->contiguous() : at::zeros({GH}, opts)) : Tensor();
-  if (driver::defined(b_ih) && !fold_bias) {
+  // Per-step input projection: each step's block of rows computes its own x_t @ W_ih^T into a
+  // buffer of B rows, reused every step, before its recurrent product.
+  bool step_proj = false;
+  static_assert(!Backend::kStepInputProjection || fold_bias,
+                "a per-step input projection leaves b_ih to the pointwise pass");
+  if constexpr (Backend::kStepInputProjection) step_proj = Backend::step_input_projection(s, input.scalar_type());
+  Tensor xw = at::empty({step_proj ? s.B : s.N, xw_ld}, opts).narrow(1, 0, GH);
+  if (step_proj) {
+  } else if (driver::defined(b_ih) && !fold_bias) {
     at::addmm_out(xw, *b_ih, X, Wih.t());
   } else {
     Backend::input_projection(xw, X, Wih);
@@ -187,6 +205,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
     using StepWeight = typename Backend::template StepWeight<scalar_t>;
     const StepWeight whh(s, Whh, true);
     const StepWeight whr = s.proj ? StepWeight(s, Whr, true) : StepWeight();
+    const StepWeight wih = step_proj ? StepWeight(s, Wih, true) : StepWeight();
     driver::for_row_blocks<Backend>(s, [&](int64_t r0, int64_t r1) {
       for (int64_t step = 0; step < s.T; ++step) {
         const int64_t t = reverse ? s.T - 1 - step : step;
@@ -195,10 +214,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         if (b <= 0) continue;
         scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
         scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
-        driver::prefetch<Backend>(xw.data_ptr<scalar_t>() + off * xw_ld, b * xw_ld * sizeof(scalar_t));
+        scalar_t* xw_b = xw.data_ptr<scalar_t>() + (step_proj ? r0 : off) * xw_ld;
+        if (step_proj) {
+          if constexpr (Backend::kStepInputProjection) {
+            Backend::gemm_ld(b, GH, s.I, X.data_ptr<scalar_t>() + off * s.I, wih, scalar_t(0), xw_b, xw_ld, opts);
+          }
+        } else {
+          driver::prefetch<Backend>(xw_b, b * xw_ld * sizeof(scalar_t));
+        }
         Backend::gemm(b, GH, s.Hr, h, whh, scalar_t(0), hw_b, opts);
         ForwardStep<scalar_t, acc_t> p;
-        p.xw = xw.data_ptr<scalar_t>() + off * xw_ld;
+        p.xw = xw_b;
         p.xw_ld = xw_ld;
         p.bih = fold_bias ? bih.data_ptr<scalar_t>() : nullptr;
         p.hw = hw_b;
@@ -327,9 +353,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
 
   // Absent gradients are distinct empty tensors: outputs of an op must not alias each other.
   auto none = [&] { return driver::empty_like_none(input); };
-  Tensor grad_input = need_input_grad ? at::mm(dg_x, Wih).view(input.sizes()) : none();
+  Tensor grad_input = need_input_grad ? Backend::input_grad(dg_x, Wih).view(input.sizes()) : none();
   Tensor gw_ih = none(), gw_hh = none(), gb_ih = none(), gb_hh = none(), gw_hr = none();
-  if (need_weight_grads) {
+  bool weight_grads_done = false;
+  if constexpr (Backend::kWeightGrad) {
+    if (need_weight_grads) weight_grads_done = Backend::weight_grads(s, reverse, X, Y, H0, h_prev, dg_x, dg_h,
+                                                                   driver::defined(b_ih), driver::defined(b_hh),
+                                                                   gw_ih, gw_hh, gb_ih, gb_hh);
+  }
+  if (need_weight_grads && !weight_grads_done) {
     gw_ih = at::mm(dg_x.t(), X);
     if (s.packed) {
       gw_hh = at::mm(dg_h.t(), h_prev);
@@ -344,8 +376,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
       // LSTM and RNN: the same gate gradients on both sides, summed once.
       gb_hh = dg_h.is_same(dg_x) && driver::defined(b_ih) ? gb_ih.clone() : dg_h.sum(0);
     }
-    if (s.proj) gw_hr = at::mm(dh_proj.t(), R.narrow(1, 5 * s.H, s.H).to(input.scalar_type()));
   }
+  if (need_weight_grads && s.proj) gw_hr = at::mm(dh_proj.t(), R.narrow(1, 5 * s.H, s.H).to(input.scalar_type()));
   Tensor grad_cx = lstm ? dc.to(input.scalar_type()) : none();
   return {grad_input, dh, grad_cx, gw_ih, gw_hh, gb_ih, gb_hh, gw_hr};
 }

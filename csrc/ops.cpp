@@ -53,4 +53,7 @@ TORCH_LIBRARY(fusedrnn, m) {
   // For tests: the CPU's packed-weight step product on its own, a @ w^T (transpose_w) or a @ w,
   // plus c when given. float32; raises where the kernel is not available.
   m.def("_packed_step_gemm(Tensor a, Tensor w, bool transpose_w, Tensor? c) -> Tensor");
+  // For tests: the CPU's packed weight-gradient product on its own, g^T [a1 | a2 | 1] (the ones
+  // column when ones), the rows cut into segments of the given sizes. float32.
+  m.def("_packed_weight_grad(Tensor g, Tensor a1, Tensor? a2, bool ones, int[] segment_rows) -> Tensor");
 }

@@ -7,7 +7,9 @@ of float32 layers, its rows split between threads; by default from 256 rows per 
 against float64 products over every row remainder (1-5 rows past the 6-row tiles), column
 remainders past the 16-column panels, k from 1, accumulation into C, products in row chunks; then
 through whole layers in float32 against torch.nn in float64 (step products with blocks forced,
-input projections split between threads) and against the BLAS path.
+input projections split between threads) and against the BLAS path. Likewise the weight-gradient
+product g^T [a1 | a2 | 1] (packed in chunks of rows, the rows in segments, split between threads),
+which those layers' backward passes run on.
 """
 import itertools
 
@@ -79,6 +81,68 @@ def test_off_switch(monkeypatch):
         gemm(torch.randn(2, 2), torch.randn(2, 2), True, None)
 
 
+wgrad = torch.ops.fusedrnn._packed_weight_grad
+
+
+def _wgrad_expected(g, a1, a2, ones):
+    cols = [a1.double()] + ([a2.double()] if a2 is not None else [])
+    if ones:
+        cols.append(torch.ones(g.shape[0], 1, dtype=torch.float64))
+    return g.double().t() @ torch.cat(cols, 1)
+
+
+# Weight gradients g^T [a1 | a2 | 1]: rows of C 1-13 and 40 (every remainder of the 6-row tiles),
+# columns past the 16-column panels (the ones column among them), no rows at all, one row.
+@pytest.mark.parametrize("n,m,k1,k2", [
+    c for c in itertools.product((0, 1, 7, 300), (1, 5, 6, 7, 11, 12, 13, 40), (0, 1, 16, 21), (0, 3, 16))
+    if c[2] + c[3] > 0
+])
+@pytest.mark.parametrize("ones", [True, False])
+def test_weight_grad_matches_float64(n, m, k1, k2, ones):
+    gen = torch.Generator().manual_seed(n * 7 + m * 100 + k1 * 13 + k2)
+    g, a1 = torch.randn(n, m, generator=gen), torch.randn(n, k1, generator=gen)
+    a2 = torch.randn(n, k2, generator=gen) if k2 else None
+    out = wgrad(g, a1, a2, ones, [n] if n else [])
+    assert out.shape == (m, k1 + k2 + (1 if ones else 0))
+    assert (out.double() - _wgrad_expected(g, a1, a2, ones)).abs().max().item() <= 1e-6 * max(n, 1)
+
+
+@pytest.mark.parametrize("segments", [[3000], [1, 0, 999, 2000], [512] * 5 + [440], [7] * 428 + [4]])
+def test_weight_grad_in_chunks_segments_and_threads(threads, segments):
+    """3000 rows: packed in several chunks, cut into segments anywhere (a chunk spans segments,
+    a segment spans chunks), and on 2 threads split into two shares of rows whose sums are
+    added; 1 thread gives the same result within rounding."""
+    gen = torch.Generator().manual_seed(len(segments))
+    g, a1, a2 = (torch.randn(3000, 64, generator=gen), torch.randn(3000, 50, generator=gen),
+                 torch.randn(3000, 70, generator=gen))
+    expected = _wgrad_expected(g, a1, a2, True)
+    results = []
+    for n in (2, 1):
+        threads(n)
+        results.append(wgrad(g, a1, a2, True, segments))
+        assert (results[-1].double() - expected).abs().max().item() <= 2e-3, f"{n} threads"
+    assert_rel(results[0], results[1], 1e-6, "2 threads vs 1")
+
+
+@pytest.mark.parametrize("bad", ["dtype", "dim", "rows", "short", "long", "negative"])
+def test_weight_grad_rejects_bad_input(bad):
+    g, a1, a2, segments = torch.randn(6, 4), torch.randn(6, 3), torch.randn(6, 2), [6]
+    if bad == "dtype":
+        g = g.double()
+    elif bad == "dim":
+        g = g.view(6, 2, 2)
+    elif bad == "rows":
+        a2 = torch.randn(5, 2)
+    elif bad == "short":
+        segments = [2, 3]
+    elif bad == "long":
+        segments = [4, 4]
+    else:
+        segments = [7, -1]
+    with pytest.raises(RuntimeError, match="_packed_weight_grad"):
+        wgrad(g, a1, a2, True, segments)
+
+
 # Layers in float32 against torch.nn in float64: batch 13 (blocks of 13, 7/6, 5/4/4 rows: every
 # remainder of the 6-row tiles occurs), hidden 21 (G*H = 21..84: partial panels), two layers.
 @pytest.mark.parametrize("cell,packed,bidirectional,blocks", [
@@ -90,6 +154,18 @@ def test_layers_in_float32(monkeypatch, threads, cell, packed, bidirectional, bl
     threads(1 if blocks == "1" else 2)  # one block on one thread: products one per thread too
     torch.manual_seed(0)
     ref_vals, ref_grads, vals, grads = run_pair(cell, 2, bidirectional, True, packed, True, torch.float32,
+                                                T=6, B=13, I=5, H=21)
+    assert_pair(ref_vals, ref_grads, vals, grads, 2e-6, 2e-5)
+
+
+@pytest.mark.parametrize("cell,packed", [c for c in itertools.product(CELLS, (False, True))])
+def test_layers_without_bias_in_float32(monkeypatch, threads, cell, packed):
+    """No bias: the weight gradients' product without its column of ones."""
+    monkeypatch.setenv("FUSEDRNN_PACKED_GEMM", "1")
+    monkeypatch.setenv("FUSEDRNN_ROW_BLOCKS", "2")
+    threads(2)
+    torch.manual_seed(0)
+    ref_vals, ref_grads, vals, grads = run_pair(cell, 2, True, False, packed, True, torch.float32,
                                                 T=6, B=13, I=5, H=21)
     assert_pair(ref_vals, ref_grads, vals, grads, 2e-6, 2e-5)
 

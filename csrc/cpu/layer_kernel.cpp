@@ -329,38 +329,112 @@ struct CpuBackend {
     bool transpose_w = true;
     cpu_packed::PackedWeight packed;
   };
-  // xw = X @ W_ih^T for all rows at once: float32 through the packed kernel when there are rows
-  // enough (see worth_packing), rows split in one contiguous range per thread; otherwise the BLAS.
-  // On one core MKL's sgemm took 1.05-1.8x as long at these shapes (8192 x 256 x 100: 9.5-11.0 ms
-  // vs 5.3-6.0) and zeroes C in a pass of its own first (4% of a char_lstm inference in perf).
-  // Whole layers, 15 interleaved rounds, medians: imdb_rnn inference 46.0 -> 44.7 ms, char_lstm
-  // 28.7 -> 26.6, fastai_gru 21.0 -> 19.8.
-  static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W) {
-    if (X.scalar_type() == at::kFloat && cpu_packed::worth_packing(X.size(0)) && !at::in_parallel_region()) {
-      const int64_t N = X.size(0), I = X.size(1), GH = W.size(0), ld = xw.stride(0);
-      const cpu_packed::PackedWeight P(W.data_ptr<float>(), GH, I, true);
-      const float* x = X.data_ptr<float>();
-      float* out = xw.data_ptr<float>();
-      const int64_t grain = std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(1, GH * I));
-      at::parallel_for(0, N, grain, [&](int64_t r0, int64_t r1) {
-        cpu_packed::gemm(r1 - r0, x + r0 * I, I, P, 0.f, out + r0 * ld, ld);
-      });
-      return;
+  // Whole-sequence products with the weight as it is, out = A @ op(W) (op(W) = W^T when
+  // transpose_w): float32 through the packed kernel when there are rows enough (see
+  // worth_packing), rows split in one contiguous range per thread; false otherwise (the BLAS).
+  static bool packed_product(Tensor& out, const Tensor& A, const Tensor& W, bool transpose_w) {
+    if (A.scalar_type() != at::kFloat || !cpu_packed::worth_packing(A.size(0)) || at::in_parallel_region()) {
+      return false;
     }
-    at::mm_out(xw, X, W.t());
+    const int64_t N = A.size(0), k = A.size(1), n = transpose_w ? W.size(0) : W.size(1), ld = out.stride(0);
+    const cpu_packed::PackedWeight P(W.data_ptr<float>(), n, k, transpose_w);
+    const float* a = A.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    const int64_t grain = std::max<int64_t>(6, (int64_t(1) << 16) / std::max<int64_t>(1, n * k));
+    at::parallel_for(0, N, grain, [&](int64_t r0, int64_t r1) {
+      cpu_packed::gemm(r1 - r0, a + r0 * k, k, P, 0.f, o + r0 * ld, ld);
+    });
+    return true;
+  }
+  // xw = X @ W_ih^T for all rows at once. On one core MKL's sgemm took 1.05-1.8x as long at these
+  // shapes (8192 x 256 x 100: 9.5-11.0 ms vs 5.3-6.0) and zeroes C in a pass of its own first (4%
+  // of a char_lstm inference in perf). Whole layers, 15 interleaved rounds, medians: imdb_rnn
+  // inference 46.0 -> 44.7 ms, char_lstm 28.7 -> 26.6, fastai_gru 21.0 -> 19.8.
+  static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W) {
+    if (!packed_product(xw, X, W, true)) at::mm_out(xw, X, W.t());
+  }
+  // dX = dG @ W_ih. Half of a model's rows on one core, kernel vs MKL: imdb_rnn 6.9 vs 8.9 ms,
+  // fastai_rnn 3.0 vs 4.0, fastai_gru 8.9 vs 10.5, char_lstm 5.4 vs 7.1, fastai_lstm 11.2 vs 17.7.
+  static Tensor input_grad(const Tensor& dG, const Tensor& W) {
+    Tensor dX = at::empty({dG.size(0), W.size(1)}, dG.options());
+    if (!packed_product(dX, dG, W, false)) at::mm_out(dX, dG, W);
+    return dX;
   }
 
+  // Weight and bias gradients of float32 layers through cpu_packed::weight_grad when there are
+  // rows enough (worth_packing): RNN and LSTM in one product dG^T [X | h_prev | 1], GRU (whose
+  // two sides have different gate gradients) in two. Otherwise false: the driver's BLAS products.
+  static constexpr bool kWeightGrad = true;
+  static bool weight_grads(const LayerShape& s, bool reverse, const Tensor& X, const Tensor& Y, const Tensor& H0,
+                           const Tensor& h_prev, const Tensor& dg_x, const Tensor& dg_h, bool has_bih,
+                           bool has_bhh, Tensor& gw_ih, Tensor& gw_hh, Tensor& gb_ih, Tensor& gb_hh) {
+    if (X.scalar_type() != at::kFloat || !cpu_packed::worth_packing(s.N)) return false;
+    // The state each row met, as segments of the rows (see driver::dense_prev_rows).
+    std::vector<cpu_packed::GradSegment> prev;
+    if (s.packed) {
+      prev.push_back({0, h_prev.data_ptr<float>(), s.N});
+    } else {
+      const driver::DensePrevRows d = driver::dense_prev_rows(s, reverse);
+      prev.push_back({d.first, H0.data_ptr<float>(), s.B});
+      if (d.rest > 0) prev.push_back({d.later, Y.data_ptr<float>() + d.prev * s.Hr, d.rest});
+    }
+    const int64_t GH = s.G * s.H, I = s.I, Hr = s.Hr;
+    // Separate, contiguous outputs (an op's outputs must not alias each other).
+    auto part = [](const Tensor& t) { return t.clone(at::MemoryFormat::Contiguous); };
+    if (dg_h.is_same(dg_x)) {
+      const bool ones = has_bih || has_bhh;
+      const Tensor C = at::empty({GH, I + Hr + (ones ? 1 : 0)}, X.options());
+      cpu_packed::weight_grad(GH, dg_x.data_ptr<float>(), GH, I, X.data_ptr<float>(), I, Hr, ones, prev.data(),
+                              static_cast<int64_t>(prev.size()), C.data_ptr<float>());
+      gw_ih = part(C.narrow(1, 0, I));
+      gw_hh = part(C.narrow(1, I, Hr));
+      if (has_bih) gb_ih = part(C.select(1, I + Hr));
+      if (has_bhh) gb_hh = part(C.select(1, I + Hr));
+      return true;
+    }
+    const cpu_packed::GradSegment all{0, nullptr, s.N};
+    const Tensor Cx = at::empty({GH, I + (has_bih ? 1 : 0)}, X.options());
+    cpu_packed::weight_grad(GH, dg_x.data_ptr<float>(), GH, I, X.data_ptr<float>(), I, 0, has_bih, &all, 1,
+                            Cx.data_ptr<float>());
+    const Tensor Ch = at::empty({GH, Hr + (has_bhh ? 1 : 0)}, X.options());
+    cpu_packed::weight_grad(GH, dg_h.data_ptr<float>(), GH, 0, nullptr, 0, Hr, has_bhh, prev.data(),
+                            static_cast<int64_t>(prev.size()), Ch.data_ptr<float>());
+    gw_ih = part(Cx.narrow(1, 0, I));
+    gw_hh = part(Ch.narrow(1, 0, Hr));
+    if (has_bih) gb_ih = part(Cx.select(1, I));
+    if (has_bhh) gb_hh = part(Ch.select(1, Hr));
+    return true;
+  }
+
+  // Where the step products run on the packed kernel one per thread, each block also computes its
+  // rows' x_t @ W_ih^T per step (W_ih packed too) into a buffer of B rows that stays in cache: no
+  // (N, G*H) buffer to fill and read back. Not for a tiny layer on one block while other threads
+  // are free: its whole-sequence projection is split between them. 7 interleaved rounds, best
+  // times, inference: imdb_rnn 23.0 -> 22.1 ms, fastai_rnn 7.09 -> 6.91, fastai_gru 17.7 -> 17.1,
+  // char_lstm 25.9 -> 25.2, imdb_gru_packed 145 -> 140.
+  static constexpr bool kStepInputProjection = true;
+  static bool step_input_projection(const LayerShape& s, at::ScalarType type) {
+    const bool spare_threads = at::get_num_threads() > 1 && !at::in_parallel_region();
+    return type == at::kFloat && cpu_packed::worth_packing(s.N) && single_threaded_products(s) &&
+           !(tiny_layer(s) && row_block_count(s) == 1 && spare_threads);
+  }
   template <typename scalar_t>
-  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
-                   scalar_t beta, scalar_t* C, const at::TensorOptions&) {
+  static void gemm_ld(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
+                      scalar_t beta, scalar_t* C, int64_t ldc, const at::TensorOptions&) {
     if constexpr (std::is_same_v<scalar_t, float>) {
       if (W.packed.defined()) {
         TORCH_CHECK(W.packed.n() == n && W.packed.k() == k, "fusedrnn: internal error: step product of shape (",
                     n, ", ", k, ") against a packed weight of shape (", W.packed.n(), ", ", W.packed.k(), ")");
-        return cpu_packed::gemm(m, A, W.packed, beta, C);
+        return cpu_packed::gemm(m, A, k, W.packed, beta, C, ldc);
       }
     }
+    TORCH_CHECK(ldc == n, "fusedrnn: internal error: BLAS step product with padded rows");
     cpu_blas::gemm<scalar_t>(m, n, k, A, W.w, W.transpose_w, beta, C);
+  }
+  template <typename scalar_t>
+  static void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
+                   scalar_t beta, scalar_t* C, const at::TensorOptions& opts) {
+    gemm_ld(m, n, k, A, W, beta, C, n, opts);
   }
   template <typename scalar_t>
   static void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_t, scalar_t>& p) {

@@ -148,6 +148,8 @@ struct CudaBackend {
   static constexpr bool kFoldInputBias = false;  // b_ih goes into the input projection (addmm)
   static constexpr bool kPrefetch = false;
   static constexpr bool kRowBlocks = false;       // one loop over all rows; kernels span the rows
+  static constexpr bool kStepInputProjection = false;  // one input projection for all rows
+  static constexpr bool kWeightGrad = false;           // weight gradients through cuBLAS (the driver's)
 
   static void check(const Tensor& input) {
     TORCH_CHECK(input.is_cuda(), "fusedrnn: the CUDA kernel got a tensor on ", input.device());
@@ -162,6 +164,7 @@ struct CudaBackend {
   }
 
   static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W) { at::mm_out(xw, X, W.t()); }
+  static Tensor input_grad(const Tensor& dG, const Tensor& W) { return at::mm(dG, W); }
 
   // Per-step products through cuBLAS (ATen), on borrowed device memory; the weight as it is.
   template <typename scalar_t>
