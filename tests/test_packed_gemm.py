@@ -92,9 +92,10 @@ def _wgrad_expected(g, a1, a2, ones):
 
 
 # Weight gradients g^T [a1 | a2 | 1]: rows of C 1-13 and 40 (every remainder of the 6-row tiles),
-# columns past the 16-column panels (the ones column among them), no rows at all, one row.
+# columns past the 16-column panels (the ones column among them), panels wholly in a1, wholly in
+# a2 (k2 70) or across their border, no rows at all, one row.
 @pytest.mark.parametrize("n,m,k1,k2", [
-    c for c in itertools.product((0, 1, 7, 300), (1, 5, 6, 7, 11, 12, 13, 40), (0, 1, 16, 21), (0, 3, 16))
+    c for c in itertools.product((0, 1, 7, 300), (1, 5, 6, 7, 11, 12, 13, 40), (0, 1, 16, 21), (0, 3, 16, 70))
     if c[2] + c[3] > 0
 ])
 @pytest.mark.parametrize("ones", [True, False])
