@@ -186,11 +186,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
                 "a per-step input projection leaves b_ih to the pointwise pass");
   if constexpr (Backend::kStepInputProjection) step_proj = Backend::step_input_projection(s, input.scalar_type());
   Tensor xw = at::empty({step_proj ? s.B : s.N, xw_ld}, opts).narrow(1, 0, GH);
-  if (step_proj) {
-  } else if (driver::defined(b_ih) && !fold_bias) {
-    at::addmm_out(xw, *b_ih, X, Wih.t());
-  } else {
-    Backend::input_projection(xw, X, Wih);
+  if (!step_proj) {
+    if (driver::defined(b_ih) && !fold_bias) {
+      at::addmm_out(xw, *b_ih, X, Wih.t());
+    } else {
+      Backend::input_projection(xw, X, Wih);
+    }
   }
   Tensor out = at::empty({s.N, s.Hr}, opts);
   Tensor hy = hx.contiguous().clone();  // state buffer; holds h_n at the end
