@@ -4,7 +4,7 @@ float32 step products that run one per thread (row blocks, tiny layers, one thre
 AVX2 kernel against W_hh packed in 16-column panels, in 6-row tiles; so does the input projection
 of float32 layers, its rows split between threads; by default from 256 rows per layer call on
 (FUSEDRNN_PACKED_GEMM=1, set by the small layer tests here: always). Here it is checked on its own
-against float64 products over every row remainder (1-5 rows past the 6-row tiles), column
+against float64 products over every tile height (1-13 and 32 rows: tiles of 1-6 rows), column
 remainders past the 16-column panels, k from 1, accumulation into C, products in row chunks; then
 through whole layers in float32 against torch.nn in float64 (step products with blocks forced,
 input projections split between threads) and against the BLAS path. Likewise the weight-gradient
@@ -144,8 +144,9 @@ def test_weight_grad_rejects_bad_input(bad):
         wgrad(g, a1, a2, True, segments)
 
 
-# Layers in float32 against torch.nn in float64: batch 13 (blocks of 13, 7/6, 5/4/4 rows: every
-# remainder of the 6-row tiles occurs), hidden 21 (G*H = 21..84: partial panels), two layers.
+# Layers in float32 against torch.nn in float64: batch 13 (blocks of 13, 7/6, 5/4/4 rows, and
+# fewer as packed sequences end: tiles of every height), hidden 21 (G*H = 21..84: partial
+# panels), two layers.
 @pytest.mark.parametrize("cell,packed,bidirectional,blocks", [
     c for c in itertools.product(CELLS, (False, True), (False, True), ("1", "2", "3"))
 ])

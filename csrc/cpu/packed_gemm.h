@@ -9,7 +9,9 @@
 // once in panels of 16 columns, K x 16 contiguous, and an AVX2 kernel computes 6 x 16 tiles of C
 // with 12 accumulators held in registers, reading A rows in place: measured 64-93 GFLOP/s on the
 // same shapes (16 x 512 x 128: 22.5 us vs MKL's 32.1 us; 32 x 256 x 256: 47.1 vs 55.3 us;
-// 128 x 300 x 100: 87.5 vs 103.1 us).
+// 128 x 300 x 100: 87.5 vs 103.1 us). A step's rows are cut into tiles of near-equal height (at
+// most 6): a GRU layer of hidden 256 on one thread, 200 steps of 7 rows, 13.4 -> 11.4 ms against
+// tiles of 6 + 1; 13 rows 20.8 -> 18.1 ms (6 + 6 + 1 before).
 #pragma once
 
 #include <ATen/core/Tensor.h>
