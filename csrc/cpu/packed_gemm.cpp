@@ -64,8 +64,9 @@ inline void store_row(float* c, __m256 x0, __m256 x1, int64_t width, bool accumu
 
 // One tile: C[MR, width] (+)= A[MR, k] @ B[k, 16] (one panel), width <= 16 columns stored.
 // The accumulators are named variables (an array of __m256 was spilled to the stack by GCC on
-// every iteration, halving the speed).
-template <int MR>
+// every iteration, halving the speed). Narrow (width <= 8, a last panel): the panel's first
+// vector only.
+template <int MR, bool Narrow>
 inline void tile(int64_t k, const float* A, int64_t lda, const float* B, float* C, int64_t ldc, int64_t width,
                  bool accumulate) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -77,13 +78,13 @@ inline void tile(int64_t k, const float* A, int64_t lda, const float* B, float* 
   const float* a4 = A + 4 * lda;
   const float* a5 = A + 5 * lda;
   for (int64_t kk = 0; kk < k; ++kk, B += kPanel) {
-    const __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8);
+    const __m256 b0 = _mm256_load_ps(B), b1 = Narrow ? b0 : _mm256_load_ps(B + 8);
     __m256 a;
-#define FUSEDRNN_ROW(r)                          \
-  if constexpr (MR > r) {                        \
-    a = _mm256_broadcast_ss(a##r + kk);          \
-    c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);   \
-    c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);   \
+#define FUSEDRNN_ROW(r)                                            \
+  if constexpr (MR > r) {                                          \
+    a = _mm256_broadcast_ss(a##r + kk);                            \
+    c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                     \
+    if constexpr (!Narrow) c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1); \
   }
     FUSEDRNN_ROW(0) FUSEDRNN_ROW(1) FUSEDRNN_ROW(2) FUSEDRNN_ROW(3) FUSEDRNN_ROW(4) FUSEDRNN_ROW(5)
 #undef FUSEDRNN_ROW
@@ -95,6 +96,20 @@ inline void tile(int64_t k, const float* A, int64_t lda, const float* B, float* 
   if constexpr (MR > 3) store(C + 3 * ldc, c30, c31);
   if constexpr (MR > 4) store(C + 4 * ldc, c40, c41);
   if constexpr (MR > 5) store(C + 5 * ldc, c50, c51);
+}
+
+template <bool Narrow>
+inline void tile_of_height(int64_t height, int64_t k, const float* A, int64_t lda, const float* B, float* C,
+                           int64_t ldc, int64_t width, bool accumulate) {
+  switch (height) {
+    case 6: tile<6, Narrow>(k, A, lda, B, C, ldc, width, accumulate); break;
+    case 5: tile<5, Narrow>(k, A, lda, B, C, ldc, width, accumulate); break;
+    case 4: tile<4, Narrow>(k, A, lda, B, C, ldc, width, accumulate); break;
+    case 3: tile<3, Narrow>(k, A, lda, B, C, ldc, width, accumulate); break;
+    case 2: tile<2, Narrow>(k, A, lda, B, C, ldc, width, accumulate); break;
+    case 1: tile<1, Narrow>(k, A, lda, B, C, ldc, width, accumulate); break;
+    default: break;
+  }
 }
 
 }  // namespace
@@ -135,14 +150,10 @@ void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float b
         const int64_t height = base + (t < taller ? 1 : 0);
         const float* a = A + r * lda;
         float* c = C + r * ldc + c0;
-        switch (height) {
-          case 6: tile<6>(k, a, lda, B, c, ldc, width, accumulate); break;
-          case 5: tile<5>(k, a, lda, B, c, ldc, width, accumulate); break;
-          case 4: tile<4>(k, a, lda, B, c, ldc, width, accumulate); break;
-          case 3: tile<3>(k, a, lda, B, c, ldc, width, accumulate); break;
-          case 2: tile<2>(k, a, lda, B, c, ldc, width, accumulate); break;
-          case 1: tile<1>(k, a, lda, B, c, ldc, width, accumulate); break;
-          default: break;
+        if (width <= 8) {
+          tile_of_height<true>(height, k, a, lda, B, c, ldc, width, accumulate);
+        } else {
+          tile_of_height<false>(height, k, a, lda, B, c, ldc, width, accumulate);
         }
         r += height;
       }
@@ -155,6 +166,7 @@ namespace {
 // One 6 x 16 tile of a weight gradient over L packed rows: g holds 6 rows of C per packed row
 // ([L][6], zero past M), a 16 columns ([L][16], zero past Kc). Stores mr rows of width columns,
 // ldc apart, added to C when accumulate.
+template <bool Narrow>  // width <= 8: the panel's first vector only
 inline void grad_tile(int64_t L, const float* g, const float* a, float* C, int64_t ldc, int64_t mr,
                       int64_t width, bool accumulate) {
   if (accumulate) {  // C's rows, while the products run
@@ -166,12 +178,12 @@ inline void grad_tile(int64_t L, const float* g, const float* a, float* C, int64
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t l = 0; l < L; ++l, g += kRows, a += kPanel) {
-    const __m256 b0 = _mm256_loadu_ps(a), b1 = _mm256_loadu_ps(a + 8);
+    const __m256 b0 = _mm256_loadu_ps(a), b1 = Narrow ? b0 : _mm256_loadu_ps(a + 8);
     __m256 x;
-#define FUSEDRNN_ROW(r)                          \
-  x = _mm256_broadcast_ss(g + r);                \
-  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);     \
-  c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
+#define FUSEDRNN_ROW(r)                                         \
+  x = _mm256_broadcast_ss(g + r);                               \
+  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                    \
+  if constexpr (!Narrow) c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
     FUSEDRNN_ROW(0) FUSEDRNN_ROW(1) FUSEDRNN_ROW(2) FUSEDRNN_ROW(3) FUSEDRNN_ROW(4) FUSEDRNN_ROW(5)
 #undef FUSEDRNN_ROW
   }
@@ -203,8 +215,13 @@ void weight_grad_rows(int64_t M, const float* G, int64_t ldg, int64_t K1, const 
       const float* a = ap + jp * L * kPanel;
       const int64_t width = std::min(kPanel, Kc - jp * kPanel);
       for (int64_t ip = 0; ip < tiles; ++ip) {
-        grad_tile(l, gp + ip * tile_stride, a, C + ip * kRows * Kc + jp * kPanel, Kc,
-                  std::min<int64_t>(kRows, M - ip * kRows), width, !first);
+        float* c = C + ip * kRows * Kc + jp * kPanel;
+        const int64_t mr = std::min<int64_t>(kRows, M - ip * kRows);
+        if (width <= 8) {
+          grad_tile<true>(l, gp + ip * tile_stride, a, c, Kc, mr, width, !first);
+        } else {
+          grad_tile<false>(l, gp + ip * tile_stride, a, c, Kc, mr, width, !first);
+        }
       }
     }
     first = false;
