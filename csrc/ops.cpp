@@ -15,7 +15,8 @@ PyObject* packed_gemm(PyObject*, PyObject*) { return PyBool_FromLong(fusedrnn::c
 PyMethodDef methods[] = {
     {"packed_gemm", packed_gemm, METH_NOARGS,
      "Whether fusedrnn's packed-weight float32 kernel is built in and not turned off (FUSEDRNN_PACKED_GEMM=0); "
-     "layer calls of 256 rows or more use it for their input projection and single-threaded step products."},
+     "layer calls of 256 rows or more use it for their input projection, single-threaded step products, "
+     "input gradient and weight gradients."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};

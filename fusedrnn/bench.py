@@ -261,8 +261,9 @@ def environment(device):
         from . import _C
         env["cpu"] = cpu_name()
         blas = "direct BLAS" if _C.direct_blas() else "at::mm"
-        # float32 products that run one per thread, in layer calls of 256 rows or more, go to the
-        # packed kernel; the rest to the BLAS.
+        # float32 products of layer calls of 256 rows or more (the step products where they run one
+        # per thread, input projection, input and weight gradients) go to the packed kernels; the
+        # rest to the BLAS.
         env["fusedrnn_step_gemm"] = f"packed AVX2 kernel, else {blas}" if _C.packed_gemm() else blas
     return env
 

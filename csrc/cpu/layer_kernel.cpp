@@ -379,26 +379,26 @@ struct CpuBackend {
       if (d.rest > 0) prev.push_back({d.later, Y.data_ptr<float>() + d.prev * s.Hr, d.rest});
     }
     const int64_t GH = s.G * s.H, I = s.I, Hr = s.Hr;
+    // C = dG^T [X | h_prev | 1], each part when asked for: [GH, I | Hr | 1].
+    auto product = [&](const Tensor& dG, bool x, bool h, bool ones) {
+      const Tensor C = at::empty({GH, (x ? I : 0) + (h ? Hr : 0) + (ones ? 1 : 0)}, X.options());
+      const cpu_packed::GradSegment all{0, nullptr, s.N};
+      cpu_packed::weight_grad(GH, dG.data_ptr<float>(), GH, x ? I : 0, x ? X.data_ptr<float>() : nullptr, I,
+                              h ? Hr : 0, ones, h ? prev.data() : &all, h ? static_cast<int64_t>(prev.size()) : 1,
+                              C.data_ptr<float>());
+      return C;
+    };
     // Separate, contiguous outputs (an op's outputs must not alias each other).
     auto part = [](const Tensor& t) { return t.clone(at::MemoryFormat::Contiguous); };
     if (dg_h.is_same(dg_x)) {
-      const bool ones = has_bih || has_bhh;
-      const Tensor C = at::empty({GH, I + Hr + (ones ? 1 : 0)}, X.options());
-      cpu_packed::weight_grad(GH, dg_x.data_ptr<float>(), GH, I, X.data_ptr<float>(), I, Hr, ones, prev.data(),
-                              static_cast<int64_t>(prev.size()), C.data_ptr<float>());
+      const Tensor C = product(dg_x, true, true, has_bih || has_bhh);
       gw_ih = part(C.narrow(1, 0, I));
       gw_hh = part(C.narrow(1, I, Hr));
       if (has_bih) gb_ih = part(C.select(1, I + Hr));
       if (has_bhh) gb_hh = part(C.select(1, I + Hr));
       return true;
     }
-    const cpu_packed::GradSegment all{0, nullptr, s.N};
-    const Tensor Cx = at::empty({GH, I + (has_bih ? 1 : 0)}, X.options());
-    cpu_packed::weight_grad(GH, dg_x.data_ptr<float>(), GH, I, X.data_ptr<float>(), I, 0, has_bih, &all, 1,
-                            Cx.data_ptr<float>());
-    const Tensor Ch = at::empty({GH, Hr + (has_bhh ? 1 : 0)}, X.options());
-    cpu_packed::weight_grad(GH, dg_h.data_ptr<float>(), GH, 0, nullptr, 0, Hr, has_bhh, prev.data(),
-                            static_cast<int64_t>(prev.size()), Ch.data_ptr<float>());
+    const Tensor Cx = product(dg_x, true, false, has_bih), Ch = product(dg_h, false, true, has_bhh);
     gw_ih = part(Cx.narrow(1, 0, I));
     gw_hh = part(Ch.narrow(1, 0, Hr));
     if (has_bih) gb_ih = part(Cx.select(1, I));
