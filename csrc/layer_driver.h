@@ -101,6 +101,15 @@ namespace driver {
 
 inline Tensor empty_like_none(const Tensor& ref) { return at::empty({0}, ref.options()); }
 
+// t itself when contiguous, else a contiguous copy in a buffer of the backend's.
+template <typename Backend>
+inline Tensor contiguous(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  Tensor c = Backend::empty(t.sizes(), t.options());
+  c.copy_(t);
+  return c;
+}
+
 inline bool defined(const optional<Tensor>& t) { return t.has_value() && t->defined(); }
 
 // Dense layout (T > 0), in rows of the (N, width) sequence: the B rows of the first step processed
@@ -116,8 +125,9 @@ inline DensePrevRows dense_prev_rows(const LayerShape& s, bool reverse) {
 
 // The state each row had before each step, as an (N, width) matrix: the row of `init` at the
 // sequence's first step, otherwise the row of `seq` written by the previous step in processing order.
+template <typename Backend>
 inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor& seq, const Tensor& init) {
-  Tensor prev = at::empty({s.N, seq.size(1)}, seq.options());
+  Tensor prev = Backend::empty({s.N, seq.size(1)}, seq.options());
   if (!s.packed && s.T > 0) {  // two copies in all
     const DensePrevRows d = dense_prev_rows(s, reverse);
     prev.narrow(0, d.first, s.B).copy_(init);
@@ -165,7 +175,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   const auto opts = input.options();
   const auto acc_opts = opts.dtype(at::toOpMathType(input.scalar_type()));
 
-  const Tensor X = input.contiguous().view({s.N, s.I});
+  const Tensor X = driver::contiguous<Backend>(input).view({s.N, s.I});
   const Tensor Wih = w_ih.contiguous(), Whh = w_hh.contiguous();
   const Tensor bhh = driver::defined(b_hh) ? b_hh->contiguous() : at::zeros({GH}, opts);
   const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
@@ -185,7 +195,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   static_assert(!Backend::kStepInputProjection || fold_bias,
                 "a per-step input projection leaves b_ih to the pointwise pass");
   if constexpr (Backend::kStepInputProjection) step_proj = Backend::step_input_projection(s, input.scalar_type());
-  Tensor xw = at::empty({step_proj ? s.B : s.N, xw_ld}, opts).narrow(1, 0, GH);
+  Tensor xw = Backend::empty({step_proj ? s.B : s.N, xw_ld}, opts).narrow(1, 0, GH);
   if (!step_proj) {
     if (driver::defined(b_ih) && !fold_bias) {
       at::addmm_out(xw, *b_ih, X, Wih.t());
@@ -193,10 +203,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
       Backend::input_projection(xw, X, Wih);
     }
   }
-  Tensor out = at::empty({s.N, s.Hr}, opts);
+  Tensor out = Backend::empty({s.N, s.Hr}, opts);
   Tensor hy = hx.contiguous().clone();  // state buffer; holds h_n at the end
   Tensor c_state = lstm ? cx->to(acc_opts.dtype()).contiguous().clone() : Tensor();
-  Tensor reserve = at::empty({train ? s.N : 0, RW}, acc_opts);
+  Tensor reserve = Backend::empty({train ? s.N : 0, RW}, acc_opts);
   Tensor hw = at::empty({s.B, GH}, opts);
   Tensor h_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
 
@@ -269,13 +279,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
               "fusedrnn: backward needs the reserve of a forward run with train=True (expected shape (", s.N,
               ", ", RW, "), got ", reserve.sizes(), ")");
 
-  const Tensor X = input.contiguous().view({s.N, s.I});
-  const Tensor Y = output.contiguous().view({s.N, s.Hr});
-  const Tensor R = reserve.contiguous();
+  const Tensor X = driver::contiguous<Backend>(input).view({s.N, s.I});
+  const Tensor Y = driver::contiguous<Backend>(output).view({s.N, s.Hr});
+  const Tensor R = driver::contiguous<Backend>(reserve);
   const Tensor Wih = w_ih.contiguous(), Whh = w_hh.contiguous();
   const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
   const bool has_dy = driver::defined(grad_output);
-  const Tensor dY = has_dy ? grad_output->contiguous().view({s.N, s.Hr}) : Tensor();
+  const Tensor dY = has_dy ? driver::contiguous<Backend>(*grad_output).view({s.N, s.Hr}) : Tensor();
 
   Tensor dh = driver::defined(grad_hy) ? grad_hy->contiguous().clone() : at::zeros({s.B, s.Hr}, opts);
   Tensor dc;
@@ -283,15 +293,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
     dc = driver::defined(grad_cy) ? grad_cy->to(acc_type).contiguous().clone()
                                   : at::zeros({s.B, s.H}, opts.dtype(acc_type));
   }
-  Tensor dg_x = at::empty({s.N, GH}, opts);
-  Tensor dg_h = gru ? at::empty({s.N, GH}, opts) : dg_x;
-  Tensor dh_proj = s.proj ? at::empty({s.N, s.Hr}, opts) : Tensor();  // dh before W_hr, per row
+  Tensor dg_x = Backend::empty({s.N, GH}, opts);
+  Tensor dg_h = gru ? Backend::empty({s.N, GH}, opts) : dg_x;
+  Tensor dh_proj = s.proj ? Backend::empty({s.N, s.Hr}, opts) : Tensor();  // dh before W_hr, per row
   Tensor dh_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
   // The state before each step, per row: dense layers read it in place (hx, or the output rows of
   // the step before), packed ones gather it, as a step's rows may come from both.
   const Tensor H0 = hx.contiguous();
-  const Tensor h_prev = s.packed ? driver::gather_prev_states(s, reverse, Y, H0) : Tensor();
-  const Tensor c_prev = lstm ? driver::gather_prev_states(s, reverse, R.narrow(1, 4 * s.H, s.H),
+  const Tensor h_prev = s.packed ? driver::gather_prev_states<Backend>(s, reverse, Y, H0) : Tensor();
+  const Tensor c_prev = lstm ? driver::gather_prev_states<Backend>(s, reverse, R.narrow(1, 4 * s.H, s.H),
                                                           cx->to(acc_type).contiguous())
                              : Tensor();
 

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "cpu/blas.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/packed_gemm.h"
 
 namespace {
@@ -12,11 +13,32 @@ PyObject* direct_blas(PyObject*, PyObject*) {
   return PyBool_FromLong(fusedrnn::cpu_blas::has_direct_blas());
 }
 PyObject* packed_gemm(PyObject*, PyObject*) { return PyBool_FromLong(fusedrnn::cpu_packed::available()); }
+PyObject* cache_info(PyObject*, PyObject*) {
+  fusedrnn::cpu_pool::Stats st{};
+  try {
+    st = fusedrnn::cpu_pool::stats();
+  } catch (const std::exception& e) {  // a bad FUSEDRNN_CPU_CACHE_MB
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+  return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L}", "cached_bytes", static_cast<long long>(st.cached_bytes),
+                       "cached_blocks", static_cast<long long>(st.cached_blocks), "limit_bytes",
+                       static_cast<long long>(st.limit_bytes), "hits", static_cast<long long>(st.hits), "misses",
+                       static_cast<long long>(st.misses));
+}
+PyObject* empty_cache(PyObject*, PyObject*) {
+  fusedrnn::cpu_pool::release();
+  Py_RETURN_NONE;
+}
 PyMethodDef methods[] = {
     {"packed_gemm", packed_gemm, METH_NOARGS,
      "Whether fusedrnn's packed-weight float32 kernel is built in and not turned off (FUSEDRNN_PACKED_GEMM=0); "
      "layer calls of 256 rows or more use it for their input projection, single-threaded step products, "
      "input gradient and weight gradients."},
+    {"cache_info", cache_info, METH_NOARGS,
+     "The CPU buffer cache: dict of cached_bytes, cached_blocks (idle blocks held), limit_bytes, "
+     "hits and misses (requests of 256 KB or more served by an idle block / by a new one)."},
+    {"empty_cache", empty_cache, METH_NOARGS, "Frees the idle blocks of the CPU buffer cache."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};

@@ -9,8 +9,9 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 from . import _ops, functional  # noqa: F401
 from ._ops import layer_backward, layer_forward
 from .convert import convert
+from .memory import cache_info, empty_cache
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "RNNCellBase", "convert",
-           "functional", "layer_forward", "layer_backward"]
+           "empty_cache", "cache_info", "functional", "layer_forward", "layer_backward"]

@@ -4,6 +4,7 @@
 #include "../cell_math.h"
 #include "../layer_driver.h"
 #include "blas.h"
+#include "buffer_pool.h"
 #include "packed_gemm.h"
 
 #include <ATen/Dispatch.h>
@@ -300,6 +301,10 @@ struct CpuBackend {
     });
   }
 
+  // Buffers from the cache of freed blocks (cpu_pool): no page faults for the same sizes next call.
+  static Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return cpu_pool::empty(sizes, options);
+  }
   static void check(const Tensor& input) {
     TORCH_CHECK(input.device().is_cpu(), "fusedrnn: the CPU kernel got a tensor on ", input.device());
     TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
@@ -356,7 +361,7 @@ struct CpuBackend {
   // dX = dG @ W_ih. Half of a model's rows on one core, kernel vs MKL: imdb_rnn 6.9 vs 8.9 ms,
   // fastai_rnn 3.0 vs 4.0, fastai_gru 8.9 vs 10.5, char_lstm 5.4 vs 7.1, fastai_lstm 11.2 vs 17.7.
   static Tensor input_grad(const Tensor& dG, const Tensor& W) {
-    Tensor dX = at::empty({dG.size(0), W.size(1)}, dG.options());
+    Tensor dX = cpu_pool::empty({dG.size(0), W.size(1)}, dG.options());
     if (!packed_product(dX, dG, W, false)) at::mm_out(dX, dG, W);
     return dX;
   }
@@ -381,7 +386,7 @@ struct CpuBackend {
     const int64_t GH = s.G * s.H, I = s.I, Hr = s.Hr;
     // C = dG^T [X | h_prev | 1], each part when asked for: [GH, I | Hr | 1].
     auto product = [&](const Tensor& dG, bool x, bool h, bool ones) {
-      const Tensor C = at::empty({GH, (x ? I : 0) + (h ? Hr : 0) + (ones ? 1 : 0)}, X.options());
+      const Tensor C = cpu_pool::empty({GH, (x ? I : 0) + (h ? Hr : 0) + (ones ? 1 : 0)}, X.options());
       const cpu_packed::GradSegment all{0, nullptr, s.N};
       cpu_packed::weight_grad(GH, dG.data_ptr<float>(), GH, x ? I : 0, x ? X.data_ptr<float>() : nullptr, I,
                               h ? Hr : 0, ones, h ? prev.data() : &all, h ? static_cast<int64_t>(prev.size()) : 1,

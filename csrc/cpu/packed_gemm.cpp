@@ -1,5 +1,7 @@
 #include "packed_gemm.h"
 
+#include "buffer_pool.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -25,7 +27,7 @@ constexpr int kRows = 6;        // rows per tile: 6 x 2 accumulators + 2 B vecto
 
 PackedWeight::PackedWeight(const float* W, int64_t n, int64_t k, bool transpose_w) : n_(n), k_(k) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
-  panels_ = at::empty({panels, k, kPanel}, at::TensorOptions().dtype(at::kFloat));  // 64-byte aligned
+  panels_ = cpu_pool::empty({panels, k, kPanel}, at::TensorOptions().dtype(at::kFloat));  // 64-byte aligned
   float* P = panels_.data_ptr<float>();
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t c0 = p * kPanel, width = std::min(kPanel, n - c0);
@@ -200,10 +202,10 @@ void weight_grad_rows(int64_t M, const float* G, int64_t ldg, int64_t K1, const 
   const int64_t L =
       std::clamp<int64_t>((int64_t(1) << 16) / (tiles * kRows + panels * kPanel) / 8 * 8, 16, 512);
   const int64_t tile_stride = (L + 1) * kRows;  // one spare row: a tile row is written 8 floats wide
-  // The panels 64-byte aligned (c10's CPU allocator, and gp's size rounded up to 16 floats): a
-  // panel row's two vectors never straddle a cache line.
+  // The panels 64-byte aligned (so are cpu_pool's buffers, and gp's size is rounded up to 16
+  // floats): a panel row's two vectors never straddle a cache line.
   const int64_t gp_size = (tiles * tile_stride + kPanel - 1) / kPanel * kPanel;
-  const at::Tensor buffers = at::empty({gp_size + panels * L * kPanel}, at::TensorOptions().dtype(at::kFloat));
+  const at::Tensor buffers = cpu_pool::empty({gp_size + panels * L * kPanel}, at::TensorOptions().dtype(at::kFloat));
   float* const gp = buffers.data_ptr<float>();
   float* const ap = gp + gp_size;
   std::vector<float> row(panels * kPanel, 0.f);
@@ -280,7 +282,7 @@ void weight_grad(int64_t M, const float* G, int64_t ldg, int64_t K1, const float
   const int64_t P = at::in_parallel_region()
                         ? 1
                         : std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), 2 * N * M * Kc >> 22));
-  const at::Tensor partial = at::empty({(P - 1) * M * Kc}, at::TensorOptions().dtype(at::kFloat));
+  const at::Tensor partial = cpu_pool::empty({(P - 1) * M * Kc}, at::TensorOptions().dtype(at::kFloat));
   at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       // This thread's rows: [N p / P, N (p + 1) / P) of the segments' rows in order.

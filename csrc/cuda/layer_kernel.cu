@@ -150,6 +150,8 @@ struct CudaBackend {
   static constexpr bool kRowBlocks = false;       // one loop over all rows; kernels span the rows
   static constexpr bool kStepInputProjection = false;  // one input projection for all rows
   static constexpr bool kWeightGrad = false;           // weight gradients through cuBLAS (the driver's)
+  // Large buffers: PyTorch's caching allocator already reuses them.
+  static Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) { return at::empty(sizes, options); }
 
   static void check(const Tensor& input) {
     TORCH_CHECK(input.is_cuda(), "fusedrnn: the CUDA kernel got a tensor on ", input.device());
