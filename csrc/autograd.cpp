@@ -115,10 +115,34 @@ ForwardResult layer_forward_autograd(c10::string_view cell, const Tensor& input,
   return {r[0], r[1], r[2], r[3]};
 }
 
+// concat_directions: the gradient of each part is its slice of the output's gradient.
+class ConcatFunction : public torch::autograd::Function<ConcatFunction> {
+ public:
+  static Tensor forward(AutogradContext* ctx, const Tensor& forward, const Tensor& reverse) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("fusedrnn::concat_directions", "")
+                         .typed<Tensor(const Tensor&, const Tensor&)>();
+    ctx->saved_data["split"] = forward.dim() > 0 ? forward.size(-1) : int64_t(0);
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(forward, reverse);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const Tensor& g = grads[0];
+    if (!g.defined()) return {Tensor(), Tensor()};
+    const int64_t split = ctx->saved_data["split"].toInt();
+    return {g.narrow(-1, 0, split), g.narrow(-1, split, g.size(-1) - split)};
+  }
+};
+
+Tensor concat_directions_autograd(const Tensor& forward, const Tensor& reverse) {
+  return ConcatFunction::apply(forward, reverse);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, Autograd, m) {
   m.impl("layer_forward", &layer_forward_autograd);
+  m.impl("concat_directions", &concat_directions_autograd);
 }
 
 }  // namespace fusedrnn

@@ -1,8 +1,11 @@
 // Schemas of fusedrnn's ops, declared once for every backend. Implementations are registered
-// per backend in csrc/cpu/ and csrc/cuda/ (TORCH_LIBRARY_IMPL); autograd and fake (meta)
-// kernels are registered from Python (fusedrnn/_ops.py).
+// per backend in csrc/cpu/ and csrc/cuda/ (TORCH_LIBRARY_IMPL; concat_directions's below), the
+// autograd formulas in csrc/autograd.cpp, the fake (meta) kernels from Python (fusedrnn/_ops.py).
 #include <Python.h>
+#include <ATen/ATen.h>
 #include <torch/library.h>
+
+#include <vector>
 
 #include "cpu/blas.h"
 #include "cpu/buffer_pool.h"
@@ -73,6 +76,9 @@ TORCH_LIBRARY(fusedrnn, m) {
       "bool need_input_grad, bool need_weight_grads) "
       "-> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_w_hr)");
+  // The two directions' outputs of a bidirectional layer side by side, [forward | reverse] along
+  // the last dimension (torch.cat(..., -1)); on the CPU into a buffer of fusedrnn's cache.
+  m.def("concat_directions(Tensor forward, Tensor reverse) -> Tensor");
   // For tests: the CPU's packed-weight step product on its own, a @ w^T (transpose_w) or a @ w,
   // plus c when given. float32; raises where the kernel is not available.
   m.def("_packed_step_gemm(Tensor a, Tensor w, bool transpose_w, Tensor? c) -> Tensor");
@@ -80,3 +86,36 @@ TORCH_LIBRARY(fusedrnn, m) {
   // column when ones), the rows cut into segments of the given sizes. float32.
   m.def("_packed_weight_grad(Tensor g, Tensor a1, Tensor? a2, bool ones, int[] segment_rows) -> Tensor");
 }
+
+namespace {
+void check_concat_args(const at::Tensor& forward, const at::Tensor& reverse) {
+  TORCH_CHECK(forward.dim() >= 1 && forward.dim() == reverse.dim(),
+              "fusedrnn: concat_directions expects two tensors of the same number (>= 1) of dimensions, got ",
+              forward.dim(), " and ", reverse.dim());
+  TORCH_CHECK(forward.sizes().slice(0, forward.dim() - 1) == reverse.sizes().slice(0, reverse.dim() - 1),
+              "fusedrnn: concat_directions expects the same sizes but in the last dimension, got ", forward.sizes(),
+              " and ", reverse.sizes());
+  TORCH_CHECK(forward.scalar_type() == reverse.scalar_type() && forward.device() == reverse.device(),
+              "fusedrnn: concat_directions expects one dtype and device, got ", forward.scalar_type(), " on ",
+              forward.device(), " and ", reverse.scalar_type(), " on ", reverse.device());
+}
+
+at::Tensor concat_directions_cpu(const at::Tensor& forward, const at::Tensor& reverse) {
+  check_concat_args(forward, reverse);
+  const int64_t last = forward.dim() - 1, h1 = forward.size(last), h2 = reverse.size(last);
+  std::vector<int64_t> sizes = forward.sizes().vec();
+  sizes[last] = h1 + h2;
+  at::Tensor out = fusedrnn::cpu_pool::empty(sizes, forward.options());
+  out.narrow(last, 0, h1).copy_(forward);
+  out.narrow(last, h1, h2).copy_(reverse);
+  return out;
+}
+
+at::Tensor concat_directions_any(const at::Tensor& forward, const at::Tensor& reverse) {
+  check_concat_args(forward, reverse);
+  return at::cat({forward, reverse}, -1);
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) { m.impl("concat_directions", &concat_directions_cpu); }
+TORCH_LIBRARY_IMPL(fusedrnn, CompositeExplicitAutograd, m) { m.impl("concat_directions", &concat_directions_any); }

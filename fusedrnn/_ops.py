@@ -13,6 +13,7 @@ NUM_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 layer_forward = torch.ops.fusedrnn.layer_forward
 layer_backward = torch.ops.fusedrnn.layer_backward
+concat_directions = torch.ops.fusedrnn.concat_directions
 
 
 def reserve_width(cell, hidden_size, proj):
@@ -54,3 +55,12 @@ def _layer_backward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_h
         like(b_hh, need_weight_grads),
         like(w_hr, need_weight_grads),
     )
+
+
+@torch.library.register_fake("fusedrnn::concat_directions")
+def _concat_directions_fake(forward, reverse):
+    torch._check(forward.dim() >= 1 and forward.dim() == reverse.dim(),
+                 lambda: "fusedrnn: concat_directions expects two tensors of the same number of dimensions")
+    torch._check(forward.shape[:-1] == reverse.shape[:-1],
+                 lambda: "fusedrnn: concat_directions expects the same sizes but in the last dimension")
+    return forward.new_empty((*forward.shape[:-1], forward.shape[-1] + reverse.shape[-1]))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from ._ops import CELLS, NUM_GATES, layer_forward
+from ._ops import CELLS, NUM_GATES, concat_directions, layer_forward
 
 __all__ = ["rnn", "rnn_tanh", "rnn_relu", "lstm", "gru"]
 
@@ -102,7 +102,8 @@ def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, 
             h_n.append(hy)
             if lstm:
                 c_n.append(cy)
-        layer_input = outputs[0] if num_dirs == 1 else torch.cat(outputs, -1)
+        # torch.cat(outputs, -1), on the CPU into a buffer of fusedrnn's cache (no page faults).
+        layer_input = outputs[0] if num_dirs == 1 else concat_directions(outputs[0], outputs[1])
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, dropout, training=True)
 

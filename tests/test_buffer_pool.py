@@ -17,11 +17,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def training_step(cell="gru", T=50, B=32, I=40, H=64, packed=False, seed=0):
+def training_step(cell="gru", T=50, B=32, I=40, H=64, packed=False, seed=0, bidirectional=False):
     """One forward plus backward of a layer whose buffers are 256 KB and more (GRU: 1600 rows x 192
     gate columns, 1.2 MB); returns the output and every gradient."""
     gen = torch.Generator().manual_seed(seed)
-    shapes = [w.shape for w in make_nn(cell, I, H, dtype=torch.float32)._flat_weights]
+    shapes = [w.shape for w in make_nn(cell, I, H, dtype=torch.float32, bidirectional=bidirectional)._flat_weights]
     weights = [((torch.rand(s, generator=gen) - 0.5) / 4).requires_grad_() for s in shapes]
     x = torch.randn(T, B, I, generator=gen).requires_grad_()
     inp = x
@@ -29,7 +29,7 @@ def training_step(cell="gru", T=50, B=32, I=40, H=64, packed=False, seed=0):
         lengths = torch.randint(1, T + 1, (B,), generator=gen)
         lengths[0] = T
         inp = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
-    out, h = FR.rnn(cell, inp, None, weights)
+    out, h = FR.rnn(cell, inp, None, weights, bidirectional=bidirectional)
     h = h[0] if cell == "lstm" else h
     data = out.data if packed else out
     dy = torch.randn(data.shape, generator=gen)
@@ -49,21 +49,30 @@ def run_child(code, **env):
     return proc.stdout.strip()
 
 
-def test_second_call_reuses_every_block():
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_second_call_reuses_every_block(bidirectional):
     fusedrnn.empty_cache()
     before = fusedrnn.cache_info()
-    first = training_step()
+    first = training_step(bidirectional=bidirectional)
     after_first = fusedrnn.cache_info()
     new_blocks = after_first["misses"] - before["misses"]
-    assert new_blocks >= 4  # output, reserve, gate gradients, input gradient at least
+    assert new_blocks >= 4  # output, reserve, gate gradients at least
     # Every block the call took is idle again once its tensors died.
     del first
     idle = fusedrnn.cache_info()
     assert idle["cached_blocks"] >= new_blocks and idle["cached_bytes"] >= new_blocks * (256 << 10)
-    training_step()
+    training_step(bidirectional=bidirectional)
     after_second = fusedrnn.cache_info()
     assert after_second["misses"] == idle["misses"], "the same call allocated new blocks"
     assert after_second["hits"] - idle["hits"] >= new_blocks
+
+
+def test_directions_side_by_side_in_a_cached_block():
+    fusedrnn.empty_cache()
+    out = torch.ops.fusedrnn.concat_directions(torch.randn(1000, 2, 64), torch.randn(1000, 2, 64))
+    assert fusedrnn.cache_info()["cached_bytes"] == 0
+    del out
+    assert fusedrnn.cache_info()["cached_bytes"] >= 1000 * 2 * 128 * 4
 
 
 def test_results_do_not_depend_on_the_cache():

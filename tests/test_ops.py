@@ -130,3 +130,44 @@ def test_backward_needs_training_reserve():
     out, hy, cy, reserve = fusedrnn.layer_forward(*args)
     with pytest.raises(RuntimeError, match="train=True"):
         fusedrnn.layer_backward(*args[:11], out, reserve, torch.ones_like(out), None, None, True, True)
+
+
+# concat_directions: torch.cat(..., -1) of a bidirectional layer's two outputs, on the CPU into a
+# buffer of the cache.
+@pytest.mark.parametrize("shape", [(7, 3, 5), (11, 4), (6,)])
+def test_concat_directions_is_cat(shape):
+    a = torch.randn(shape, dtype=torch.float64)
+    b = torch.randn((*shape[:-1], shape[-1] + 2), dtype=torch.float64)
+    out = torch.ops.fusedrnn.concat_directions(a, b)
+    assert out.is_contiguous() and torch.equal(out, torch.cat([a, b], -1))
+    # Strided inputs are read as they are.
+    at, bt = a.transpose(0, -1), b[..., :shape[-1]].transpose(0, -1)
+    if len(shape) > 1:
+        assert torch.equal(torch.ops.fusedrnn.concat_directions(at, bt), torch.cat([at, bt], -1))
+    a.requires_grad_()
+    b.requires_grad_()
+    assert torch.autograd.gradcheck(torch.ops.fusedrnn.concat_directions, (a, b))
+    torch.library.opcheck(torch.ops.fusedrnn.concat_directions.default, (a, b))
+
+
+def test_concat_directions_gradient_reaches_only_asked_inputs():
+    a = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(4, 2)
+    out = torch.ops.fusedrnn.concat_directions(a, b)
+    (out * torch.arange(5.0)).sum().backward()
+    assert torch.equal(a.grad, torch.arange(3.0).expand(4, 3))
+
+
+@pytest.mark.parametrize("a, b, message", [
+    ((4, 3), (4, 3, 1), "same number"),
+    ((4, 3), (5, 3), "same sizes but in the last dimension"),
+    ((), (), "same number"),
+])
+def test_concat_directions_errors(a, b, message):
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.fusedrnn.concat_directions(torch.randn(a), torch.randn(b))
+
+
+def test_concat_directions_dtype_error():
+    with pytest.raises(RuntimeError, match="one dtype and device"):
+        torch.ops.fusedrnn.concat_directions(torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64))
