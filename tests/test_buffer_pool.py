@@ -156,3 +156,24 @@ def test_threads_share_the_cache():
     for t in threads:
         t.join()
     assert results == expected
+
+
+def _child_step(_):
+    torch.set_num_threads(1)  # as DataLoader workers do
+    before = fusedrnn.cache_info()["hits"]
+    return digest(training_step(seed=5)), fusedrnn.cache_info()["hits"] > before
+
+
+def test_forked_child_uses_the_cache():
+    # The child inherits the cache (and its lock, taken around the fork by the forking thread).
+    import multiprocessing
+    training_step()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child_digest, child_hit = pool.apply_async(_child_step, (0,)).get(timeout=120)
+    assert child_hit
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert child_digest == digest(training_step(seed=5))
+    finally:
+        torch.set_num_threads(before)

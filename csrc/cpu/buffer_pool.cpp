@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <pthread.h>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -82,7 +83,14 @@ class Pool final : public c10::Allocator {
   }
 
   static Pool& instance() {
-    static Pool* pool = new Pool();  // never destroyed: tensors may outlive static destructors
+    static Pool* pool = [] {
+      Pool* p = new Pool();  // never destroyed: tensors may outlive static destructors
+      // A fork (a DataLoader worker) while another thread holds the lock would leave the child's
+      // copy locked for good: the forking thread takes it around the fork.
+      pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+      return p;
+    }();
     return *pool;
   }
 
