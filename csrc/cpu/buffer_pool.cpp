@@ -4,9 +4,10 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cerrno>
-#include <pthread.h>
 #include <cstdlib>
 #include <mutex>
 #include <string>
