@@ -13,6 +13,9 @@
 // A Backend provides:
 //   Guard                                                        // constructed from the input's device
 //   static void check(const Tensor& input);                       // device / dtype support
+//   static Tensor empty(IntArrayRef sizes, const TensorOptions&); // the large buffers of a call (output,
+//                                          // reserve, gate gradients, copies), as at::empty (the CPU
+//                                          // takes them from its cache of freed blocks, cpu_pool)
 //   template <class F> static void dispatch(ScalarType, const F&); // calls f(scalar_t{}) per dtype
 //   template <class S, class A> static void forward_pointwise(const LayerShape&, int64_t b, const ForwardStep<S, A>&);
 //   template <class S, class A> static void backward_pointwise(const LayerShape&, int64_t b, const BackwardStep<S, A>&);
