@@ -2,7 +2,7 @@
 
 A one-step layer with identity input weights makes the kernel return the function itself:
 rnn_tanh's output is tanh(x); an LSTM whose g gate saturates (bias 30) and c0 = 0 returns
-c = sigmoid(x). Every float32 result must be within 5e-7 relative of the float64 value where
+c = sigmoid(x). Both are bounded by 1 in magnitude. Every float32 result must be within 5e-7 relative of the float64 value where
 the result is a normal number (float32's own rounding is 6e-8), and NaN must stay NaN.
 """
 import pytest
@@ -18,6 +18,10 @@ def inputs():
     x = torch.cat([
         torch.linspace(-20, 20, 4001, dtype=torch.float64),
         torch.linspace(-0.5, 0.5, 1001, dtype=torch.float64),
+        # Dense where tanh's rational form rounds closest to 1 (its largest errors, and where the
+        # rounded quotient can pass 1).
+        torch.linspace(4.0, 10.0, 200001, dtype=torch.float64),
+        -torch.linspace(4.0, 10.0, 200001, dtype=torch.float64),
         torch.logspace(-12, 2, 300, dtype=torch.float64),
         -torch.logspace(-12, 2, 300, dtype=torch.float64),
         torch.tensor([0.0, -0.0, 0.39999, 0.4, 0.40001, 87.0, -87.0, 88.0, -88.0, 1e30, -1e30], dtype=torch.float64),
@@ -55,6 +59,7 @@ def test_float32_accuracy(name, fn, ref):
     # Below float32's normal range the result is tiny too (absolute error under 1e-37).
     assert (got - want)[~normal].abs().max().item() <= 1e-37
     assert torch.isfinite(got).all()
+    assert (got.abs() <= 1).all(), f"{name}: a result above 1 in magnitude"
 
 
 @pytest.mark.parametrize("name,fn", [("tanh", run_tanh), ("sigmoid", run_sigmoid)])
