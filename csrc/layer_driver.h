@@ -92,7 +92,8 @@ struct BackwardStep {
   const scalar_t* out;     // [b, H] output rows (RNN: h_t)
   const scalar_t* h_prev;  // [b, H] GRU: state before the step
   const acc_t* c_prev;     // [b, H] LSTM: cell state before the step
-  const scalar_t* dy;      // [b, Hr] grad_output rows, or nullptr (none, or already in dh)
+  const scalar_t* dy;      // [b, Hr] grad_output rows, dy_ld apart, or nullptr (none, or already in dh)
+  int64_t dy_ld;           // Hr, or 0: one row for all (a gradient broadcast over the rows)
   scalar_t* dh;            // [b, *] gradient reaching h_t (LSTM with projections: h_raw);
                            // GRU: overwritten with the direct part of dh_prev (dh * z)
   acc_t* dc;               // [b, H] LSTM: dc_t in, dc_{t-1} out
@@ -114,6 +115,15 @@ inline Tensor contiguous(const Tensor& t) {
 }
 
 inline bool defined(const optional<Tensor>& t) { return t.has_value() && t->defined(); }
+
+// Whether t (dims ..., Hr) is one row of Hr repeated: stride 0 (or size 1) in every dim but the last.
+inline bool rows_broadcast(const Tensor& t) {
+  if (t.dim() < 2) return false;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) {
+    if (t.stride(d) != 0 && t.size(d) != 1) return false;
+  }
+  return true;
+}
 
 // Dense layout (T > 0), in rows of the (N, width) sequence: the B rows of the first step processed
 // start at `first` and met the initial state; the other `rest` rows start at `later` and met the
@@ -288,7 +298,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   const Tensor Wih = w_ih.contiguous(), Whh = w_hh.contiguous();
   const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
   const bool has_dy = driver::defined(grad_output);
-  const Tensor dY = has_dy ? driver::contiguous<Backend>(*grad_output).view({s.N, s.Hr}) : Tensor();
+  // grad_output's rows, dy_ld apart. A gradient that is one row broadcast over all rows (stride 0:
+  // the gradient of out.sum() or out.mean()) is read as that row, not copied out to (N, Hr).
+  const bool dy_broadcast = has_dy && driver::rows_broadcast(*grad_output);
+  const int64_t dy_ld = dy_broadcast ? 0 : s.Hr;
+  const Tensor dY = !has_dy        ? Tensor()
+                    : dy_broadcast ? grad_output->as_strided({s.Hr}, {grad_output->stride(-1)}).contiguous()
+                                   : driver::contiguous<Backend>(*grad_output).view({s.N, s.Hr});
 
   Tensor dh = driver::defined(grad_hy) ? grad_hy->contiguous().clone() : at::zeros({s.B, s.Hr}, opts);
   Tensor dc;
@@ -331,7 +347,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
                            : Y.data_ptr<scalar_t>() + (s.offsets[reverse ? t + 1 : t - 1] + r0) * s.Hr;
         }
         p.c_prev = lstm ? c_prev.data_ptr<acc_t>() + off * s.H : nullptr;
-        p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * s.Hr : nullptr;
+        p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * dy_ld : nullptr;
+        p.dy_ld = dy_ld;
         p.dh = dh_b;
         p.dc = lstm ? dc.data_ptr<acc_t>() + r0 * s.H : nullptr;
         p.dg_x = dg_x.data_ptr<scalar_t>() + off * GH;
@@ -339,7 +356,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
         if (s.proj) {
           // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
           Tensor dh_rows = dh.narrow(0, r0, b);
-          if (has_dy) dh_rows.add_(dY.narrow(0, off, b));
+          if (has_dy) dh_rows.add_(dy_broadcast ? dY : dY.narrow(0, off, b));
           dh_proj.narrow(0, off, b).copy_(dh_rows);
           scalar_t* dh_raw_b = dh_raw.data_ptr<scalar_t>() + r0 * s.H;
           Backend::gemm(b, s.H, s.Hr, dh_b, whr, scalar_t(0), dh_raw_b, opts);
@@ -352,7 +369,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
           const int64_t bn = std::min(s.batch_sizes[tn], r1) - r0, offn = s.offsets[tn] + r0;
           if (bn > 0) {
             if (RW) driver::prefetch<Backend>(R.data_ptr<acc_t>() + offn * RW, bn * RW * sizeof(acc_t));
-            if (has_dy) driver::prefetch<Backend>(dY.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));
+            if (has_dy && !dy_broadcast) driver::prefetch<Backend>(dY.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));
             if (lstm) driver::prefetch<Backend>(c_prev.data_ptr<acc_t>() + offn * s.H, bn * s.H * sizeof(acc_t));
             if (s.cell == CellType::RNN_TANH || s.cell == CellType::RNN_RELU) {
               driver::prefetch<Backend>(Y.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));

@@ -79,6 +79,29 @@ def test_opcheck_layer_backward(cell, layout, reverse):
     torch.library.opcheck(torch.ops.fusedrnn.layer_backward.default, bargs)
 
 
+@pytest.mark.parametrize("proj", [0, 2])
+@pytest.mark.parametrize("cell,layout,reverse", PARAMS, ids=IDS)
+def test_backward_with_broadcast_grad_output(cell, layout, reverse, proj):
+    """A grad_output broadcast over the rows (the gradient of out.sum(), or of (out * v).sum()) is read
+    as one row: the same gradients as the materialized tensor."""
+    if proj and cell != "lstm":
+        pytest.skip("projections are LSTM only")
+    args = op_args(cell, layout, reverse, proj=proj, requires_grad=False)
+    out, hy, cy, reserve = fusedrnn.layer_forward(*args)
+    for grad_out in (torch.tensor(0.7, dtype=out.dtype).expand_as(out),
+                     torch.randn(out.shape[-1], dtype=out.dtype).expand_as(out),
+                     torch.randn(out.shape[-1] * 2, dtype=out.dtype)[::2].expand_as(out)):
+        assert grad_out.stride()[:-1] == (0,) * (out.dim() - 1)
+        results = []
+        for g in (grad_out, grad_out.contiguous()):
+            bargs = args[:11] + [out, reserve, g, torch.randn_like(hy, generator=torch.Generator().manual_seed(1)),
+                                 None, True, True]
+            results.append(torch.ops.fusedrnn.layer_backward(*bargs))
+        for a, e in zip(*results):
+            assert torch.equal(a, e)
+        assert results[0][0].abs().sum() > 0
+
+
 def test_inference_forward_saves_nothing():
     out, hy, cy, reserve = fusedrnn.layer_forward(*op_args("lstm", "dense", False, requires_grad=False, train=False))
     assert reserve.numel() == 0

@@ -150,7 +150,7 @@ void backward_pointwise(const LayerShape& s, int64_t b, const BackwardStep<scala
   // Gradient reaching h: dh plus this step's grad_output, when there is one.
   auto dh_at = [&](int64_t r, int64_t j, int64_t n) {
     V d = load(p.dh + r * H + j, n);
-    return p.dy ? d + load(p.dy + r * H + j, n) : d;
+    return p.dy ? d + load(p.dy + r * p.dy_ld + j, n) : d;
   };
   switch (s.cell) {
     case CellType::LSTM:

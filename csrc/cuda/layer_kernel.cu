@@ -98,7 +98,7 @@ template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ acc_t incoming_dh(const BackwardStep<scalar_t, acc_t>& p, int64_t r, int64_t H,
                                              int64_t j) {
   acc_t d = static_cast<acc_t>(p.dh[r * H + j]);
-  return p.dy ? d + static_cast<acc_t>(p.dy[r * H + j]) : d;
+  return p.dy ? d + static_cast<acc_t>(p.dy[r * p.dy_ld + j]) : d;
 }
 
 template <typename scalar_t, typename acc_t>
