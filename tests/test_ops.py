@@ -79,13 +79,11 @@ def test_opcheck_layer_backward(cell, layout, reverse):
     torch.library.opcheck(torch.ops.fusedrnn.layer_backward.default, bargs)
 
 
-@pytest.mark.parametrize("proj", [0, 2])
-@pytest.mark.parametrize("cell,layout,reverse", PARAMS, ids=IDS)
+@pytest.mark.parametrize("cell,layout,reverse,proj", [p + (0,) for p in PARAMS] + [
+    ("lstm", lay, rev, 2) for lay in ("dense", "packed") for rev in (False, True)])
 def test_backward_with_broadcast_grad_output(cell, layout, reverse, proj):
     """A grad_output broadcast over the rows (the gradient of out.sum(), or of (out * v).sum()) is read
     as one row: the same gradients as the materialized tensor."""
-    if proj and cell != "lstm":
-        pytest.skip("projections are LSTM only")
     args = op_args(cell, layout, reverse, proj=proj, requires_grad=False)
     out, hy, cy, reserve = fusedrnn.layer_forward(*args)
     for grad_out in (torch.tensor(0.7, dtype=out.dtype).expand_as(out),
