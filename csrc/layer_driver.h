@@ -298,13 +298,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   const Tensor Wih = w_ih.contiguous(), Whh = w_hh.contiguous();
   const Tensor Whr = s.proj ? w_hr->contiguous() : Tensor();
   const bool has_dy = driver::defined(grad_output);
-  // grad_output's rows, dy_ld apart. A gradient that is one row broadcast over all rows (stride 0:
-  // the gradient of out.sum() or out.mean()) is read as that row, not copied out to (N, Hr).
-  const bool dy_broadcast = has_dy && driver::rows_broadcast(*grad_output);
-  const int64_t dy_ld = dy_broadcast ? 0 : s.Hr;
-  const Tensor dY = !has_dy        ? Tensor()
-                    : dy_broadcast ? grad_output->as_strided({s.Hr}, {grad_output->stride(-1)}).contiguous()
-                                   : driver::contiguous<Backend>(*grad_output).view({s.N, s.Hr});
+  // grad_output as (N, Hr) rows, dy_ld apart. A gradient that is one row broadcast over all rows
+  // (the gradient of out.sum() or out.mean()) stays that row, expanded (dy_ld 0), not copied out.
+  const Tensor dY = !has_dy ? Tensor()
+                    : driver::rows_broadcast(*grad_output)
+                        ? grad_output->as_strided({s.Hr}, {grad_output->stride(-1)}).contiguous().expand({s.N, s.Hr})
+                        : driver::contiguous<Backend>(*grad_output).view({s.N, s.Hr});
+  const int64_t dy_ld = has_dy ? dY.stride(0) : s.Hr;
 
   Tensor dh = driver::defined(grad_hy) ? grad_hy->contiguous().clone() : at::zeros({s.B, s.Hr}, opts);
   Tensor dc;
@@ -356,7 +356,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
         if (s.proj) {
           // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
           Tensor dh_rows = dh.narrow(0, r0, b);
-          if (has_dy) dh_rows.add_(dy_broadcast ? dY : dY.narrow(0, off, b));
+          if (has_dy) dh_rows.add_(dY.narrow(0, off, b));
           dh_proj.narrow(0, off, b).copy_(dh_rows);
           scalar_t* dh_raw_b = dh_raw.data_ptr<scalar_t>() + r0 * s.H;
           Backend::gemm(b, s.H, s.Hr, dh_b, whr, scalar_t(0), dh_raw_b, opts);
@@ -369,7 +369,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
           const int64_t bn = std::min(s.batch_sizes[tn], r1) - r0, offn = s.offsets[tn] + r0;
           if (bn > 0) {
             if (RW) driver::prefetch<Backend>(R.data_ptr<acc_t>() + offn * RW, bn * RW * sizeof(acc_t));
-            if (has_dy && !dy_broadcast) driver::prefetch<Backend>(dY.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));
+            if (has_dy) driver::prefetch<Backend>(dY.data_ptr<scalar_t>() + offn * dy_ld, bn * dy_ld * sizeof(scalar_t));
             if (lstm) driver::prefetch<Backend>(c_prev.data_ptr<acc_t>() + offn * s.H, bn * s.H * sizeof(acc_t));
             if (s.cell == CellType::RNN_TANH || s.cell == CellType::RNN_RELU) {
               driver::prefetch<Backend>(Y.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));

@@ -2,8 +2,9 @@
 
 A one-step layer with identity input weights makes the kernel return the function itself:
 rnn_tanh's output is tanh(x); an LSTM whose g gate saturates (bias 30) and c0 = 0 returns
-c = sigmoid(x). Both are bounded by 1 in magnitude. Every float32 result must be within 5e-7 relative of the float64 value where
-the result is a normal number (float32's own rounding is 6e-8), and NaN must stay NaN.
+c = sigmoid(x). Both are bounded by 1 in magnitude. Every float32 result must be within 5e-7
+relative of the float64 value where the result is a normal number (float32's own rounding is
+6e-8), and NaN must stay NaN.
 """
 import pytest
 import torch
