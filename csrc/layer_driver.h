@@ -42,8 +42,6 @@
 //   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
 //                                          // the input projection is a plain product (no addmm
 //                                          // broadcast copy of b_ih into every row)
-//   static constexpr bool kPrefetch;       // true: static void prefetch(const void*, int64_t bytes),
-//                                          // called on a step's pointwise inputs before its GEMM
 //   static constexpr bool kRowBlocks;      // true: template <class F> static void
 //                                          // for_row_blocks(const LayerShape&, const F& f) calls
 //                                          // f(r0, r1) over blocks of rows covering [0, B), each
@@ -158,11 +156,6 @@ inline Tensor gather_prev_states(const LayerShape& s, bool reverse, const Tensor
   return prev;
 }
 
-template <typename Backend>
-inline void prefetch(const void* p, int64_t bytes) {
-  if constexpr (Backend::kPrefetch) Backend::prefetch(p, bytes);
-}
-
 template <typename Backend, typename F>
 void for_row_blocks(const LayerShape& s, const F& f) {
   if constexpr (Backend::kRowBlocks) {
@@ -239,12 +232,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
         scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
         scalar_t* xw_b = xw.data_ptr<scalar_t>() + (step_proj ? r0 : off) * xw_ld;
-        if (step_proj) {
-          if constexpr (Backend::kStepInputProjection) {
+        if constexpr (Backend::kStepInputProjection) {
+          if (step_proj) {
             Backend::gemm_ld(b, GH, s.I, X.data_ptr<scalar_t>() + off * s.I, wih, scalar_t(0), xw_b, xw_ld, opts);
           }
-        } else {
-          driver::prefetch<Backend>(xw_b, b * xw_ld * sizeof(scalar_t));
         }
         Backend::gemm(b, GH, s.Hr, h, whh, scalar_t(0), hw_b, opts);
         ForwardStep<scalar_t, acc_t> p;
@@ -364,18 +355,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
           p.dy = nullptr;
         }
         Backend::backward_pointwise(s, b, p);
-        if (step + 1 < s.T) {  // the next step's inputs, while this step's GEMM runs
-          const int64_t tn = reverse ? step + 1 : s.T - 2 - step;
-          const int64_t bn = std::min(s.batch_sizes[tn], r1) - r0, offn = s.offsets[tn] + r0;
-          if (bn > 0) {
-            if (RW) driver::prefetch<Backend>(R.data_ptr<acc_t>() + offn * RW, bn * RW * sizeof(acc_t));
-            if (has_dy) driver::prefetch<Backend>(dY.data_ptr<scalar_t>() + offn * dy_ld, bn * dy_ld * sizeof(scalar_t));
-            if (lstm) driver::prefetch<Backend>(c_prev.data_ptr<acc_t>() + offn * s.H, bn * s.H * sizeof(acc_t));
-            if (s.cell == CellType::RNN_TANH || s.cell == CellType::RNN_RELU) {
-              driver::prefetch<Backend>(Y.data_ptr<scalar_t>() + offn * s.Hr, bn * s.Hr * sizeof(scalar_t));
-            }
-          }
-        }
         // dh_prev = dG_h @ W_hh; GRU adds it to the direct part dh * z left by the pointwise pass.
         Backend::gemm(b, s.Hr, GH, p.dg_h, whh, scalar_t(gru ? 1 : 0), dh_b, opts);
       }

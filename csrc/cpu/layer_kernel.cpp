@@ -268,11 +268,6 @@ struct CpuBackend {
     explicit Guard(c10::Device) {}
   };
   static constexpr bool kFoldInputBias = true;  // the forward pointwise passes add b_ih
-  static constexpr bool kPrefetch = true;
-  static void prefetch(const void* p, int64_t bytes) {
-    const char* c = static_cast<const char*>(p);
-    for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i);
-  }
 
   static constexpr bool kRowBlocks = true;
   template <typename F>

@@ -146,7 +146,6 @@ __global__ void rnn_backward_kernel(BackwardStep<scalar_t, acc_t> p, int64_t b, 
 struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
   static constexpr bool kFoldInputBias = false;  // b_ih goes into the input projection (addmm)
-  static constexpr bool kPrefetch = false;
   static constexpr bool kRowBlocks = false;       // one loop over all rows; kernels span the rows
   static constexpr bool kStepInputProjection = false;  // one input projection for all rows
   static constexpr bool kWeightGrad = false;           // weight gradients through cuBLAS (the driver's)
