@@ -91,5 +91,27 @@ inline Vec<S> relu_backward_(Vec<S> y, Vec<S> dy) {
   return Vec<S>::blendv(Vec<S>(S(0)), dy, y > Vec<S>(S(0)));
 }
 
+// Two vectors processed together: the cell math on a Pair runs each operation on both side by
+// side, two independent dependency chains for the out-of-order core to overlap. Named members,
+// not an array (GCC kept an array of __m256 on the stack).
+template <typename S>
+struct Pair {
+  Vec<S> a, b;
+  Pair() = default;
+  Pair(Vec<S> a_, Vec<S> b_) : a(a_), b(b_) {}
+  explicit Pair(S x) : a(x), b(x) {}
+};
+template <typename S> inline Pair<S> operator+(const Pair<S>& x, const Pair<S>& y) { return {x.a + y.a, x.b + y.b}; }
+template <typename S> inline Pair<S> operator-(const Pair<S>& x, const Pair<S>& y) { return {x.a - y.a, x.b - y.b}; }
+template <typename S> inline Pair<S> operator*(const Pair<S>& x, const Pair<S>& y) { return {x.a * y.a, x.b * y.b}; }
+template <typename S> inline Pair<S> operator/(const Pair<S>& x, const Pair<S>& y) { return {x.a / y.a, x.b / y.b}; }
+template <typename S> inline Pair<S> exp_(const Pair<S>& x) { return {exp_(x.a), exp_(x.b)}; }
+template <typename S> inline Pair<S> tanh_(const Pair<S>& x) { return {tanh_(x.a), tanh_(x.b)}; }
+template <typename S> inline Pair<S> sigmoid_(const Pair<S>& x) { return {sigmoid_(x.a), sigmoid_(x.b)}; }
+template <typename S> inline Pair<S> relu_(const Pair<S>& x) { return {relu_(x.a), relu_(x.b)}; }
+template <typename S> inline Pair<S> relu_backward_(const Pair<S>& y, const Pair<S>& dy) {
+  return {relu_backward_(y.a, dy.a), relu_backward_(y.b, dy.b)};
+}
+
 }  // namespace cell
 }  // namespace fusedrnn
