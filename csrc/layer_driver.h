@@ -42,6 +42,10 @@
 //   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
 //                                          // the input projection is a plain product (no addmm
 //                                          // broadcast copy of b_ih into every row)
+//   static constexpr bool kUnitSplit;      // true: static bool unit_split_forward(s, reverse, train,
+//                                          // step_proj, xw, xw_ld, b_ih, b_hh, W_hh, hy&, c_state&,
+//                                          // out&) runs the forward step loop itself (xw computed for
+//                                          // all rows, b_ih not in it) or returns false untouched
 //   static constexpr bool kRowBlocks;      // true: template <class F> static void
 //                                          // for_row_blocks(const LayerShape&, const F& f) calls
 //                                          // f(r0, r1) over blocks of rows covering [0, B), each
@@ -216,7 +220,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   Tensor hw = at::empty({s.B, GH}, opts);
   Tensor h_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
 
-  Backend::dispatch(input.scalar_type(), [&](auto zero) {
+  // A backend may run a call of one row on several threads itself, its hidden units split.
+  bool unit_split = false;
+  if constexpr (Backend::kUnitSplit) {
+    unit_split = Backend::unit_split_forward(s, reverse, train, step_proj, xw, xw_ld, bih, bhh, Whh, hy, c_state,
+                                             out);
+  }
+  if (!unit_split) Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
     using StepWeight = typename Backend::template StepWeight<scalar_t>;

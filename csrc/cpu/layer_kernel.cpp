@@ -9,12 +9,22 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/ops/cat.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <immintrin.h>
+#define FUSEDRNN_X86 1
+#endif
 
 namespace fusedrnn {
 namespace {
@@ -293,6 +303,177 @@ inline bool single_threaded_products(const LayerShape& s) {
   return row_block_count(s) > 1 || tiny_layer(s) || at::get_num_threads() == 1 || at::in_parallel_region();
 }
 
+// ---- One row, several threads: the hidden units split between threads ---------------------------
+//
+// A batch of one row cannot be cut into row blocks, and its step product is a matrix-vector
+// product that reads all of W_hh every step: from L3 once W_hh outgrows a core's L2, at what one
+// core can draw (49 GB/s here on a 4 MB sum; 80 GB/s on two). So each thread takes a slice of the
+// hidden units, with those units' rows of every gate of W_hh packed for its own product, and runs
+// its units' products and pointwise pass through every step; the threads meet at a barrier after
+// each step (the next step's product reads every unit of h). The state goes back and forth between
+// two buffers: a step reads one whole and writes its units of the other, so no thread writes what
+// another may still read. Inference only (the backward pass and the training forward keep the row
+// loop), float32, no projections.
+// The threads are the intra-op pool's (std::threads of our own ran 1.7x slower while the pool's
+// threads spun after the input projection). A barrier must only ever wait on threads that are
+// running: each thread registers the slices it was given and waits until all are taken; a thread
+// given more than one (fewer threads than asked for) makes every thread give up before any work,
+// and the caller's row loop runs the layer.
+namespace unit_split {
+
+inline void relax(int64_t spins) {
+  if (spins < (1 << 14)) {
+#ifdef FUSEDRNN_X86
+    _mm_pause();
+#endif
+  } else {
+    std::this_thread::yield();  // more threads than cores: let the others run
+  }
+}
+
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait() {
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(gen + 1, std::memory_order_release);
+      return;
+    }
+    for (int64_t spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) relax(spins);
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0}, gen_{0};
+};
+
+// FUSEDRNN_UNIT_SPLIT, read per layer call: "0" never, "1" whenever the call qualifies at all
+// (any hidden size, two threads at least: tests), unset: by size.
+inline std::string switch_value() {
+  const char* e = std::getenv("FUSEDRNN_UNIT_SPLIT");
+  return e ? e : "";
+}
+
+// Slices of units: P + 1 bounds, multiples of `align` but the last; none if the call does not
+// qualify or H is too short for two.
+inline std::vector<int64_t> slices(const LayerShape& s, bool train, bool step_proj) {
+  const std::string v = switch_value();
+  if (v == "0" || train || step_proj || s.proj || s.B != 1 || s.T == 0 || !cpu_packed::available() ||
+      at::in_parallel_region()) {
+    return {};
+  }
+  const bool forced = v == "1";
+  // By size: W_hh of 512 KB or more (beyond one core's L2 here) and 8 steps or more.
+  if (!forced && (s.G * s.H * s.Hr * int64_t(sizeof(float)) < (int64_t(1) << 19) || s.T < 8)) return {};
+  const int64_t align = forced ? 1 : 16;
+  const int64_t P = std::min<int64_t>(at::get_num_threads(), s.H / align);
+  if (P < 2) return {};
+  std::vector<int64_t> bounds{0};
+  for (int64_t p = 1; p < P; ++p) bounds.push_back(s.H * p / P / align * align);
+  bounds.push_back(s.H);
+  return bounds;
+}
+
+// Rows [g * H + u0, g * H + u0 + U) of t for every gate g, in gate order.
+inline at::Tensor gate_rows(const at::Tensor& t, int64_t G, int64_t H, int64_t u0, int64_t U) {
+  std::vector<at::Tensor> parts;
+  for (int64_t g = 0; g < G; ++g) parts.push_back(t.narrow(0, g * H + u0, U));
+  return at::cat(parts, 0).contiguous();
+}
+
+struct Slice {
+  int64_t u0 = 0, U = 0;
+  cpu_packed::PackedWeight w;  // [G * U] rows of W_hh (each gate's rows of these units), packed
+  at::Tensor bih, bhh;         // [G * U] the biases of those rows
+  at::Tensor xw, hw;           // [G * U] a step's input projection and recurrent product
+};
+
+// The layer's forward pass with the units split between threads, when the call qualifies (see
+// slices): true, or false with hy, c_state and out untouched (the caller runs its row loop).
+inline bool forward(const LayerShape& s, bool reverse, bool train, bool step_proj, const float* xw, int64_t xw_ld,
+                    const at::Tensor& bih, const at::Tensor& bhh, const at::Tensor& Whh, at::Tensor& hy,
+                    at::Tensor& c_state, at::Tensor& out) {
+  const std::vector<int64_t> bounds = slices(s, train, step_proj);
+  if (bounds.empty()) return false;
+  const int P = static_cast<int>(bounds.size()) - 1;
+  const bool lstm = s.cell == CellType::LSTM;
+  const int64_t G = s.G, H = s.H, Hr = s.Hr;
+  // The state in two buffers; hy and c_state are written at the end only.
+  const at::Tensor h_buf = hy.reshape({1, Hr}).repeat({2, 1});
+  const at::Tensor c_buf = lstm ? c_state.reshape({H}).clone() : at::Tensor();
+  float* const h0 = h_buf.data_ptr<float>();
+  float* const o = out.data_ptr<float>();
+  std::vector<Slice> slice(P);
+  std::atomic<int> taken{0};
+  std::atomic<bool> ok{true};
+  SpinBarrier barrier(P);
+  int64_t last = 0;  // the buffer that holds the final state
+  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+    // This thread's slice, prepared before it registers: nothing may throw once others wait on it.
+    if (p1 - p0 == 1) {
+      try {
+        Slice& sl = slice[p0];
+        sl.u0 = bounds[p0];
+        sl.U = bounds[p0 + 1] - bounds[p0];
+        const at::Tensor w = gate_rows(Whh, G, H, sl.u0, sl.U);
+        sl.w = cpu_packed::PackedWeight(w.data_ptr<float>(), G * sl.U, Hr, true);
+        sl.bih = gate_rows(bih, G, H, sl.u0, sl.U);
+        sl.bhh = gate_rows(bhh, G, H, sl.u0, sl.U);
+        sl.xw = at::empty({G * sl.U}, bih.options());
+        sl.hw = at::empty({G * sl.U}, bih.options());
+      } catch (...) {
+        ok.store(false);  // the row loop will meet the same problem and report it
+      }
+    } else {
+      ok.store(false);  // fewer threads than slices: the barrier would wait forever
+    }
+    taken.fetch_add(static_cast<int>(p1 - p0));
+    for (int64_t spins = 0; taken.load() < P; ++spins) relax(spins);
+    if (!ok.load()) return;
+    const int64_t p = p0;
+    Slice& sl = slice[p];
+    LayerShape ss = s;  // this slice as a layer of U units
+    ss.H = ss.Hr = sl.U;
+    float* sxw = sl.xw.data_ptr<float>();
+    float* shw = sl.hw.data_ptr<float>();
+    int64_t cur = 0;
+    for (int64_t step = 0; step < s.T; ++step) {
+      const int64_t t = reverse ? s.T - 1 - step : step;
+      if (s.batch_sizes[t] < 1) continue;  // the same for every thread
+      const int64_t off = s.offsets[t];
+      const float* h_cur = h0 + cur * Hr;
+      float* h_next = h0 + (1 - cur) * Hr;
+      cpu_packed::gemm(1, h_cur, Hr, sl.w, 0.f, shw, G * sl.U);
+      const float* xrow = xw + off * xw_ld;
+      for (int64_t g = 0; g < G; ++g) std::memcpy(sxw + g * sl.U, xrow + g * H + sl.u0, sl.U * sizeof(float));
+      std::memcpy(h_next + sl.u0, h_cur + sl.u0, sl.U * sizeof(float));  // GRU reads h_prev there
+      ForwardStep<float, float> fs;
+      fs.xw = sxw;
+      fs.xw_ld = G * sl.U;
+      fs.bih = sl.bih.data_ptr<float>();
+      fs.hw = shw;
+      fs.bhh = sl.bhh.data_ptr<float>();
+      fs.h = h_next + sl.u0;
+      fs.c = lstm ? c_buf.data_ptr<float>() + sl.u0 : nullptr;
+      fs.out = o + off * Hr + sl.u0;
+      fs.h_raw = nullptr;
+      fs.reserve = nullptr;
+      forward_pointwise<float>(ss, 1, fs);
+      cur = 1 - cur;
+      barrier.wait();
+    }
+    if (p == 0) last = cur;
+  });
+  if (!ok.load()) return false;
+  hy.view({Hr}).copy_(h_buf[last]);
+  if (lstm) c_state.view({H}).copy_(c_buf);
+  return true;
+}
+
+}  // namespace unit_split
+
 struct CpuBackend {
   struct Guard {
     explicit Guard(c10::Device) {}
@@ -300,6 +481,14 @@ struct CpuBackend {
   static constexpr bool kFoldInputBias = true;  // the forward pointwise passes add b_ih
 
   static constexpr bool kRowBlocks = true;
+  static constexpr bool kUnitSplit = true;
+  static bool unit_split_forward(const LayerShape& s, bool reverse, bool train, bool step_proj, const Tensor& xw,
+                                 int64_t xw_ld, const Tensor& bih, const Tensor& bhh, const Tensor& Whh, Tensor& hy,
+                                 Tensor& c_state, Tensor& out) {
+    if (xw.scalar_type() != at::kFloat) return false;
+    return unit_split::forward(s, reverse, train, step_proj, xw.data_ptr<float>(), xw_ld, bih, bhh, Whh, hy,
+                               c_state, out);
+  }
   template <typename F>
   static void for_row_blocks(const LayerShape& s, const F& f) {
     const int64_t P = row_block_count(s);

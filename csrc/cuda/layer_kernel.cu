@@ -147,6 +147,7 @@ struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
   static constexpr bool kFoldInputBias = false;  // b_ih goes into the input projection (addmm)
   static constexpr bool kRowBlocks = false;       // one loop over all rows; kernels span the rows
+  static constexpr bool kUnitSplit = false;
   static constexpr bool kStepInputProjection = false;  // one input projection for all rows
   static constexpr bool kWeightGrad = false;           // weight gradients through cuBLAS (the driver's)
   // Large buffers: PyTorch's caching allocator already reuses them.
