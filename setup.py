@@ -7,6 +7,11 @@ Environment:
   TORCH_CUDA_ARCH_LIST         GPU architectures (default here: "8.0;9.0+PTX")
   FUSEDRNN_CPU_CAPABILITY      avx2 | default: SIMD level of the CPU kernels (default: avx2 when the
                                building machine has AVX2 and FMA, as a source build runs where it is built)
+  FUSEDRNN_EMU=1               also build fusedrnn._emu: the CUDA kernels compiled for the CPU over the
+                               emulation layer (csrc/emu/), for testing them without a GPU (the test
+                               command sets it; a user's install does not need it)
+  FUSEDRNN_EMU_SANITIZE=1      build fusedrnn._emu with AddressSanitizer and UBSan (run it with
+                               LD_PRELOAD of libasan; tests/test_emu_sanitized.py does)
   MAX_JOBS                     parallel compile jobs (ninja)
 """
 import glob
@@ -56,7 +61,31 @@ def want_cuda():
     return available
 
 
+def flag(name):
+    value = os.environ.get(name, "0")
+    if value not in ("0", "1"):
+        sys.exit(f"{name} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def emulated_cuda_extension():
+    """fusedrnn._emu: csrc/cuda's kernels and CUDA backend compiled by the host compiler over the
+    emulation layer, registering the fusedrnn_emu ops for CPU tensors."""
+    cxx = ["-O2", "-fvisibility=hidden", "-pthread"]
+    link = ["-pthread"]
+    if flag("FUSEDRNN_EMU_SANITIZE"):
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+        cxx, link = ["-O1", "-g", "-fvisibility=hidden", "-pthread"] + sanitize, link + sanitize
+    return cpp_extension.CppExtension("fusedrnn._emu", sorted(glob.glob("csrc/emu/*.cpp")),
+                                      extra_compile_args=cxx, extra_link_args=link)
+
+
 def extensions():
+    exts = [emulated_cuda_extension()] if flag("FUSEDRNN_EMU") else []
+    return main_extension() + exts
+
+
+def main_extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cxx = ["-O3", "-fopenmp", "-fvisibility=hidden"]  # torch adds the C++ standard it needs
     capability = os.environ.get("FUSEDRNN_CPU_CAPABILITY", "avx2" if cpu_has_avx2() else "default")

@@ -1,9 +1,9 @@
 // The host-side loop of the layer ops, shared by every backend.
 //
-// Forward: XW = X @ W_ih^T + b_ih for all rows at once (or per step, kStepInputProjection); then
-// per step t (rows [off, off + b), or a block of them, see for_row_blocks):
+// Forward: XW = X @ W_ih^T for all rows at once (or per step, kStepInputProjection); then per
+// step t (rows [off, off + b), or a block of them, see for_row_blocks):
 //   HW = h[:b] @ W_hh^T (one GEMM), then one fused pointwise pass (Backend::forward_pointwise)
-//   that adds b_hh, applies the cell (cell_math.h), updates the state in place and writes the
+//   that adds b_ih and b_hh, applies the cell (cell_math.h), updates the state in place and writes the
 //   output rows and, in training, the reserve the backward needs; with projections one more
 //   GEMM h = h_raw @ W_hr^T.
 // Backward: the steps in reverse, one fused pointwise pass (Backend::backward_pointwise) for the
@@ -23,25 +23,24 @@
 //                                          // call (the CPU packs it for its own kernel):
 //                                          // StepWeight(const LayerShape&, const Tensor& W, bool transpose_w),
 //                                          // and StepWeight() for none
-//   template <class S> static void gemm(m, n, k, const S* A, const StepWeight<S>& W, S beta, S* C,
+//   template <class S> static void gemm(m, n, k, const S* A, const StepWeight<S>& W, C_t beta, C_t* C,
 //                                       const TensorOptions&);  // per-step product C = A @ op(W) + beta C,
-//                                          // op(W) = W^T ([n, k]) when transpose_w, else W ([k, n])
+//                                          // op(W) = W^T ([n, k]) when transpose_w, else W ([k, n]);
+//                                          // C_t is S, or opmath_type<S> for the recurrent product hw
 //   static void input_projection(Tensor& xw, const Tensor& X, const Tensor& W_ih);  // xw = X @ W_ih^T,
-//                                          // X [N, I] and W_ih contiguous, xw's rows padded
+//                                          // X [N, I] and W_ih contiguous, xw's rows padded, xw in the
+//                                          // math type
 //   static Tensor input_grad(const Tensor& dG, const Tensor& W_ih);  // dX = dG @ W_ih, [N, I]
 //   static constexpr bool kStepInputProjection;  // true: static bool step_input_projection(const
 //                                          // LayerShape&, ScalarType) says per layer call whether each
 //                                          // step's block of rows computes its own x_t @ W_ih^T, with
 //                                          // gemm_ld(m, n, k, A, W, beta, C, ldc, opts) (C's rows ldc
 //                                          // apart) into a buffer of B rows, instead of one product
-//                                          // for all rows (kFoldInputBias must be true then)
+//                                          // for all rows
 //   static constexpr bool kWeightGrad;     // true: static bool weight_grads(s, reverse, X, Y, H0,
 //                                          // h_prev, dg_x, dg_h, has_b_ih, has_b_hh, gw_ih&, gw_hh&,
 //                                          // gb_ih&, gb_hh&) computes the weight and bias gradients or
 //                                          // returns false (then the driver's BLAS products do)
-//   static constexpr bool kFoldInputBias;  // true: the forward pointwise pass adds b_ih (p.bih), so
-//                                          // the input projection is a plain product (no addmm
-//                                          // broadcast copy of b_ih into every row)
 //   static constexpr bool kUnitSplit;      // true: static bool unit_split_forward(s, reverse, train,
 //                                          // step_proj, xw, xw_ld, b_ih, b_hh, W_hh, hy&, c_state&,
 //                                          // out&) runs the forward step loop itself (xw computed for
@@ -73,12 +72,14 @@ using c10::optional;
 
 // Raw pointers of one forward step. Row r of the step is row (off + r) of xw / out / reserve
 // and row r of the state buffers.
+// The products xw and hw are kept in acc_t: half / bfloat16 storage sums its pre-activations from
+// float products, never from products rounded to the storage type.
 template <typename scalar_t, typename acc_t>
 struct ForwardStep {
-  const scalar_t* xw;   // [b, G*H] input projection rows, xw_ld apart; b_ih included unless...
+  const acc_t* xw;      // [b, G*H] input projection rows (without b_ih), xw_ld apart
   int64_t xw_ld;
-  const scalar_t* bih;  // ...the backend adds it itself (kFoldInputBias): then [G*H] b_ih or zeros
-  const scalar_t* hw;   // [b, G*H] h_prev @ W_hh^T
+  const scalar_t* bih;  // [G*H] b_ih (zeros when there is no bias), added by the pointwise pass
+  const acc_t* hw;      // [b, G*H] h_prev @ W_hh^T
   const scalar_t* bhh;  // [G*H] (zeros when there is no bias)
   scalar_t* h;          // [b, Hr] state: h_prev in, h out (unused with projections)
   acc_t* c;             // [b, H] LSTM cell state: c_prev in, c out
@@ -193,31 +194,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   // Rows of xw start on 64-byte boundaries: the BLAS writes a (N, 300) product 1.6x slower with
   // rows 1200 bytes apart than 1216 (measured with MKL on 2 cores), and the pointwise passes only
   // need the row distance.
-  const int64_t align = 64 / static_cast<int64_t>(input.element_size());
+  const int64_t align = 64 / static_cast<int64_t>(c10::elementSize(acc_opts.dtype().toScalarType()));
   const int64_t xw_ld = (GH + align - 1) / align * align;
-  // A backend whose pointwise pass adds b_ih (declaring kFoldInputBias) saves the broadcast copy of
-  // b_ih into every row of xw that addmm makes before its product.
-  constexpr bool fold_bias = Backend::kFoldInputBias;
-  const Tensor bih = fold_bias ? (driver::defined(b_ih) ? b_ih->contiguous() : at::zeros({GH}, opts)) : Tensor();
+  // The forward pointwise pass adds b_ih (p.bih), so the input projection is a plain product: no
+  // broadcast copy of b_ih into every row of xw, as addmm makes before its product.
+  const Tensor bih = driver::defined(b_ih) ? b_ih->contiguous() : at::zeros({GH}, opts);
   // Per-step input projection: each step's block of rows computes its own x_t @ W_ih^T into a
   // buffer of B rows, reused every step, before its recurrent product.
   bool step_proj = false;
-  static_assert(!Backend::kStepInputProjection || fold_bias,
-                "a per-step input projection leaves b_ih to the pointwise pass");
   if constexpr (Backend::kStepInputProjection) step_proj = Backend::step_input_projection(s, input.scalar_type());
-  Tensor xw = Backend::empty({step_proj ? s.B : s.N, xw_ld}, opts).narrow(1, 0, GH);
-  if (!step_proj) {
-    if (driver::defined(b_ih) && !fold_bias) {
-      at::addmm_out(xw, *b_ih, X, Wih.t());
-    } else {
-      Backend::input_projection(xw, X, Wih);
-    }
-  }
+  Tensor xw = Backend::empty({step_proj ? s.B : s.N, xw_ld}, acc_opts).narrow(1, 0, GH);
+  if (!step_proj) Backend::input_projection(xw, X, Wih);
   Tensor out = Backend::empty({s.N, s.Hr}, opts);
   Tensor hy = hx.contiguous().clone();  // state buffer; holds h_n at the end
   Tensor c_state = lstm ? cx->to(acc_opts.dtype()).contiguous().clone() : Tensor();
   Tensor reserve = Backend::empty({train ? s.N : 0, RW}, acc_opts);
-  Tensor hw = at::empty({s.B, GH}, opts);
+  Tensor hw = at::empty({s.B, GH}, acc_opts);
   Tensor h_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
 
   // A backend may run a call of one row on several threads itself, its hidden units split.
@@ -240,18 +232,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         const int64_t b = std::min(s.batch_sizes[t], r1) - r0, off = s.offsets[t] + r0;
         if (b <= 0) continue;
         scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
-        scalar_t* hw_b = hw.data_ptr<scalar_t>() + r0 * GH;
-        scalar_t* xw_b = xw.data_ptr<scalar_t>() + (step_proj ? r0 : off) * xw_ld;
+        acc_t* hw_b = hw.data_ptr<acc_t>() + r0 * GH;
+        acc_t* xw_b = xw.data_ptr<acc_t>() + (step_proj ? r0 : off) * xw_ld;
         if constexpr (Backend::kStepInputProjection) {
           if (step_proj) {
             Backend::gemm_ld(b, GH, s.I, X.data_ptr<scalar_t>() + off * s.I, wih, scalar_t(0), xw_b, xw_ld, opts);
           }
         }
-        Backend::gemm(b, GH, s.Hr, h, whh, scalar_t(0), hw_b, opts);
+        Backend::gemm(b, GH, s.Hr, h, whh, acc_t(0), hw_b, opts);
         ForwardStep<scalar_t, acc_t> p;
         p.xw = xw_b;
         p.xw_ld = xw_ld;
-        p.bih = fold_bias ? bih.data_ptr<scalar_t>() : nullptr;
+        p.bih = bih.data_ptr<scalar_t>();
         p.hw = hw_b;
         p.bhh = bhh.data_ptr<scalar_t>();
         p.h = h;

@@ -1,7 +1,7 @@
 """The fusedrnn::layer_forward / layer_backward ops: loading and fake kernels.
 
-The schemas live in csrc/ops.cpp, the kernels in csrc/cpu and csrc/cuda, and the autograd formula
-(calling layer_backward) in csrc/autograd.cpp. Here the ops get fake (meta) kernels, which
+The schemas live in csrc/schemas.h, the kernels in csrc/cpu and csrc/cuda, and the autograd
+formula (calling layer_backward) in csrc/autograd.h. Here the ops get fake (meta) kernels, which
 `torch.library.opcheck` and `torch.compile` need to trace them without running them.
 """
 import torch
@@ -14,6 +14,9 @@ NUM_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 layer_forward = torch.ops.fusedrnn.layer_forward
 layer_backward = torch.ops.fusedrnn.layer_backward
 concat_directions = torch.ops.fusedrnn.concat_directions
+# The layer op the functional API and the modules call: fusedrnn's, or the emulated CUDA backend's
+# (fusedrnn_emu::layer_forward) while fusedrnn.emulation is enabled.
+layer_op = layer_forward
 
 
 def reserve_width(cell, hidden_size, proj):
@@ -25,7 +28,6 @@ def reserve_width(cell, hidden_size, proj):
     return 0
 
 
-@torch.library.register_fake("fusedrnn::layer_forward")
 def _layer_forward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, train):
     hidden_size = w_hh.shape[0] // NUM_GATES[cell]
     out_size = w_hh.shape[1]
@@ -39,7 +41,6 @@ def _layer_forward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh
     return output, hy, cy, reserve
 
 
-@torch.library.register_fake("fusedrnn::layer_backward")
 def _layer_backward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, output,
                          reserve, grad_output, grad_hy, grad_cy, need_input_grad, need_weight_grads):
     def like(t, wanted=True):
@@ -55,6 +56,15 @@ def _layer_backward_fake(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_h
         like(b_hh, need_weight_grads),
         like(w_hr, need_weight_grads),
     )
+
+
+def register_fakes(namespace):
+    """Fake kernels for the layer ops of a library declared with csrc/schemas.h."""
+    torch.library.register_fake(f"{namespace}::layer_forward")(_layer_forward_fake)
+    torch.library.register_fake(f"{namespace}::layer_backward")(_layer_backward_fake)
+
+
+register_fakes("fusedrnn")
 
 
 @torch.library.register_fake("fusedrnn::concat_directions")

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from ._ops import CELLS, NUM_GATES, concat_directions, layer_forward
+from . import _ops
+from ._ops import CELLS, NUM_GATES, concat_directions
 
 __all__ = ["rnn", "rnn_tanh", "rnn_relu", "lstm", "gru"]
 
@@ -96,7 +97,7 @@ def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, 
             w = weights[idx * per_layer:(idx + 1) * per_layer]
             b_ih, b_hh = (w[2], w[3]) if bias else (None, None)
             w_hr = w[-1] if has_proj else None
-            out, hy, cy, _ = layer_forward(cell, layer_input, batch_sizes, h0[idx], c0[idx] if lstm else None,
+            out, hy, cy, _ = _ops.layer_op(cell, layer_input, batch_sizes, h0[idx], c0[idx] if lstm else None,
                                            w[0], w[1], b_ih, b_hh, w_hr, direction == 1, train)
             outputs.append(out)
             h_n.append(hy)

@@ -17,7 +17,7 @@ from torch.nn import Parameter, init
 from torch.nn.utils.rnn import PackedSequence
 
 from . import functional as FR
-from ._ops import layer_forward
+from . import _ops
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -372,7 +372,7 @@ class RNNCellBase(nn.Module):
             raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {_scalar_name(input.dtype)} "
                                f"and {_scalar_name(self.weight_ih.dtype)}")
         train = FR._needs_grad([input, *states, *weights])
-        out, hy, cy, _ = layer_forward(self._cell, input.unsqueeze(0), None, states[0],
+        out, hy, cy, _ = _ops.layer_op(self._cell, input.unsqueeze(0), None, states[0],
                                        states[1] if lstm else None, *weights, None, False, train)
         result = (hy, cy) if lstm else hy
         if not is_batched:

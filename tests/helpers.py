@@ -1,4 +1,7 @@
 """Shared helpers for the test suite: torch.nn references and error measures."""
+import os
+
+import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -93,3 +96,13 @@ def run_pair(cell, num_layers, bidirectional, bias, packed, with_h0, dtype, proj
     ref_vals, ref_grads = run(ref._flat_weights, torch.float64, True)
     vals, grads = run(ref._flat_weights, dtype, False)
     return ref_vals, ref_grads, vals, grads
+
+
+def require_emulation():
+    """Skip (or, where the test command built it, FUSEDRNN_EXPECT_EMU=1, fail) without fusedrnn._emu."""
+    import fusedrnn.emulation as emulation
+
+    if not emulation.available():
+        if os.environ.get("FUSEDRNN_EXPECT_EMU") == "1":
+            pytest.fail("fusedrnn._emu, the emulated CUDA backend, was not built (FUSEDRNN_EMU=1)")
+        pytest.skip("fusedrnn was built without the emulated CUDA backend (FUSEDRNN_EMU=1 builds it)")

@@ -22,6 +22,18 @@ def test_cuda_kernels_are_registered():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), f"{op} has no CUDA kernel"
 
 
+@pytest.mark.skipif(os.environ.get("FUSEDRNN_EXPECT_EMU") != "1",
+                    reason="the emulated CUDA backend is required only where FUSEDRNN_EXPECT_EMU=1 (the test command)")
+def test_emulated_cuda_kernels_are_registered():
+    import fusedrnn.emulation as emulation
+
+    emulation.load()
+    for op in OPS:
+        emu_op = op.replace("fusedrnn::", "fusedrnn_emu::")
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(emu_op, "CPU"), f"{emu_op} has no kernel"
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(emu_op, "Autograd") or "backward" in op
+
+
 def test_step_gemm_fallback_gives_the_same_results():
     """The CPU loop's per-step GEMM calls libtorch_cpu's BLAS directly when it finds one; forced
     off (FUSEDRNN_DIRECT_BLAS=0, read once per process), the at::mm fallback must agree."""

@@ -478,7 +478,6 @@ struct CpuBackend {
   struct Guard {
     explicit Guard(c10::Device) {}
   };
-  static constexpr bool kFoldInputBias = true;  // the forward pointwise passes add b_ih
 
   static constexpr bool kRowBlocks = true;
   static constexpr bool kUnitSplit = true;
