@@ -10,8 +10,9 @@ Environment:
   FUSEDRNN_EMU=1               also build fusedrnn._emu: the CUDA kernels compiled for the CPU over the
                                emulation layer (csrc/emu/), for testing them without a GPU (the test
                                command sets it; a user's install does not need it)
-  FUSEDRNN_EMU_SANITIZE=1      build fusedrnn._emu with AddressSanitizer and UBSan (run it with
-                               LD_PRELOAD of libasan; tests/test_emu_sanitized.py does)
+  FUSEDRNN_EMU_SANITIZE=1      build only fusedrnn._emu, with AddressSanitizer and UBSan: a test tool
+                               (scripts/test_sanitized.sh builds it in a copy of the tree, beside the
+                               fusedrnn._C already built, and runs it with the sanitizers preloaded)
   MAX_JOBS                     parallel compile jobs (ninja)
 """
 import glob
@@ -68,21 +69,22 @@ def flag(name):
     return value == "1"
 
 
-def emulated_cuda_extension():
+def emulated_cuda_extension(sanitize=False):
     """fusedrnn._emu: csrc/cuda's kernels and CUDA backend compiled by the host compiler over the
     emulation layer, registering the fusedrnn_emu ops for CPU tensors."""
     cxx = ["-O2", "-fvisibility=hidden", "-pthread"]
     link = ["-pthread"]
-    if flag("FUSEDRNN_EMU_SANITIZE"):
-        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
-        cxx, link = ["-O1", "-g", "-fvisibility=hidden", "-pthread"] + sanitize, link + sanitize
+    if sanitize:
+        checks = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+        cxx, link = ["-O1", "-g", "-fvisibility=hidden", "-pthread"] + checks, link + checks
     return cpp_extension.CppExtension("fusedrnn._emu", sorted(glob.glob("csrc/emu/*.cpp")),
                                       extra_compile_args=cxx, extra_link_args=link)
 
 
 def extensions():
-    exts = [emulated_cuda_extension()] if flag("FUSEDRNN_EMU") else []
-    return main_extension() + exts
+    if flag("FUSEDRNN_EMU_SANITIZE"):
+        return [emulated_cuda_extension(sanitize=True)]
+    return main_extension() + ([emulated_cuda_extension()] if flag("FUSEDRNN_EMU") else [])
 
 
 def main_extension():
