@@ -56,7 +56,13 @@ def _swap(old, cls):
         warnings.simplefilter("ignore")  # the dropout/num_layers warning was given when `old` was built
         new = cls(**kwargs, device="meta", dtype=weight.dtype if weight is not None else None)
     for name in names:
-        setattr(new, name, getattr(old, name))
+        value = getattr(old, name)
+        if value is not None and not isinstance(value, nn.Parameter):
+            # A weight held as a plain tensor, as fastai's WeightDropout leaves weight_hh_l0 (it keeps
+            # the Parameter itself as weight_hh_l0_raw and sets a dropped-out copy every forward):
+            # the new module holds it the same way, not as a registered Parameter.
+            del new._parameters[name]
+        setattr(new, name, value)
     if hasattr(new, "_init_flat_weights"):
         new._init_flat_weights()
     for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
@@ -82,14 +88,20 @@ def convert(model, to="fusedrnn"):
     mapping = _TO_FUSED if to == "fusedrnn" else _TO_TORCH
     sources = tuple(_TO_FUSED if to == "fusedrnn" else _TO_TORCH)
 
+    def leave(module, path, reason):
+        warnings.warn(f"fusedrnn.convert: left {path or 'the model'} ({type(module).__name__}) as it is: {reason}",
+                      stacklevel=4)
+        return module
+
     def visit(module, path):
         if isinstance(module, sources):  # parametrized modules are (generated) subclasses too
             reason = _why_not(module, mapping, to)
-            if reason is None:
+            if reason is not None:
+                return leave(module, path, reason)
+            try:
                 return _swap(module, mapping[type(module)])
-            warnings.warn(f"fusedrnn.convert: left {path or 'the model'} ({type(module).__name__}) as it is: {reason}",
-                          stacklevel=3)
-            return module
+            except Exception as e:  # noqa: BLE001 - a module in a state convert does not know stays as it is
+                return leave(module, path, f"it could not be rebuilt ({type(e).__name__}: {e})")
         for name, child in list(module.named_children()):
             new = visit(child, f"{path}.{name}" if path else name)
             if new is not child:

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import fusedrnn
@@ -120,3 +121,100 @@ def test_convert_without_recurrent_modules_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fusedrnn.convert(model) is model
+
+
+class WeightDropout(nn.Module):
+    """fastai's WeightDropout (text/models/awdlstm.py), as it behaves: the wrapped module's
+    weight_hh_l0 Parameter moves to weight_hh_l0_raw on the wrapper, and before every forward the
+    module gets a plain tensor in its place, the raw weight with dropout in training, a copy in eval."""
+
+    def __init__(self, module, weight_p, layer_names=("weight_hh_l0",)):
+        super().__init__()
+        self.module, self.weight_p, self.layer_names = module, weight_p, list(layer_names)
+        for layer in self.layer_names:
+            w = getattr(self.module, layer)
+            delattr(self.module, layer)
+            self.register_parameter(f"{layer}_raw", nn.Parameter(w.data))
+            setattr(self.module, layer, w.clone())
+            if isinstance(self.module, nn.RNNBase):
+                self.module.flatten_parameters = lambda: None
+
+    def _setweights(self):
+        for layer in self.layer_names:
+            raw = getattr(self, f"{layer}_raw")
+            setattr(self.module, layer, F.dropout(raw, p=self.weight_p) if self.training else raw.clone())
+
+    def forward(self, *args):
+        self._setweights()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)  # the weights are not flattened
+            return self.module(*args)
+
+
+class AWDStack(nn.Module):
+    """fastai's AWD_LSTM encoder's recurrent part: single-layer LSTMs, each in a WeightDropout."""
+
+    def __init__(self, sizes, weight_p=0.5):
+        super().__init__()
+        self.rnns = nn.ModuleList([WeightDropout(nn.LSTM(a, b, 1, batch_first=True), weight_p)
+                                   for a, b in zip(sizes[:-1], sizes[1:])])
+
+    def forward(self, x):
+        for rnn in self.rnns:
+            x, _ = rnn(x)
+        return x
+
+
+def test_convert_swaps_lstms_inside_fastai_weight_dropout():
+    torch.manual_seed(0)
+    ref = AWDStack([6, 9, 9, 5], weight_p=0.5).double()
+    torch.manual_seed(0)
+    ours = AWDStack([6, 9, 9, 5], weight_p=0.5).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no module left behind
+        fusedrnn.convert(ours)
+    assert all(type(r.module) is fusedrnn.LSTM for r in ours.rnns)
+    raw = [r.weight_hh_l0_raw for r in ours.rnns]
+    assert all(isinstance(p, nn.Parameter) for p in raw)
+    assert "rnns.0.module.weight_hh_l0" not in dict(ours.named_parameters())  # as in the torch.nn model
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    x = torch.randn(4, 7, 6, dtype=torch.float64)
+    for training in (True, False):
+        ref.train(training), ours.train(training)
+        for _ in range(2):  # a new dropout mask each call, the same on both sides (same seed)
+            seed = torch.randint(0, 2**31, ()).item()
+            outs, grads = [], []
+            for model in (ref, ours):
+                model.zero_grad()
+                torch.manual_seed(seed)
+                out = model(x)
+                (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+                outs.append(out.detach())
+                grads.append([p.grad.clone() for p in model.parameters()])
+            assert_rel(outs[1], outs[0], 1e-10, f"output, training={training}")
+            for name_grad, g_ours, g_ref in zip([n for n, _ in ref.named_parameters()], grads[1], grads[0]):
+                assert_rel(g_ours, g_ref, 1e-10, name_grad)
+    # The masks really differ between calls in training (the comparison above saw dropout at work).
+    ours.train()
+    torch.manual_seed(1)
+    a = ours(x)
+    torch.manual_seed(2)
+    assert not torch.equal(a, ours(x))
+    # And back to torch.nn, still inside the wrappers.
+    fusedrnn.convert(ours, to="torch")
+    assert all(type(r.module) is nn.LSTM for r in ours.rnns)
+    ours.eval(), ref.eval()
+    assert_rel(ours(x), ref(x), 1e-10)
+
+
+def test_convert_leaves_a_module_it_cannot_rebuild_with_a_warning():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4)
+            del self.rnn.weight_ih_l0  # a state no torch.nn module is left in by its own code
+
+    model = Odd()
+    with pytest.warns(UserWarning, match=r"left rnn \(GRU\) as it is: it could not be rebuilt"):
+        fusedrnn.convert(model)
+    assert type(model.rnn) is nn.GRU
