@@ -21,6 +21,17 @@ from helpers import CELLS, assert_pair, assert_rel, run_pair
 
 pytestmark = pytest.mark.skipif(not _C.packed_gemm(), reason="packed step product not in this build (no AVX2)")
 
+# Every test on each instruction set the kernels have here: AVX2, and AVX-512 where the CPU has it.
+ISAS = ["avx2"] + (["avx512"] if _C.packed_gemm() and _C.packed_isa() == "avx512" else [])
+
+
+@pytest.fixture(autouse=True, params=ISAS)
+def isa(request, monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_PACKED_ISA", request.param)
+    assert _C.packed_isa() == request.param
+    return request.param
+
+
 gemm = torch.ops.fusedrnn._packed_step_gemm
 
 
@@ -52,6 +63,20 @@ def test_product_in_row_chunks(m, n, k):
     expected = a.double() @ w.double().t()
     assert (gemm(a, w, True, None).double() - expected).abs().max().item() <= 1e-6 * k
     assert (gemm(a, w, True, c).double() - (expected + c.double())).abs().max().item() <= 1e-6 * k
+
+
+@pytest.mark.parametrize("m,n,k", [(200, 1100, 600), (57, 530, 257), (33, 17, 4700), (1, 300, 1000), (48, 16, 256)])
+def test_product_in_blocks(m, n, k):
+    """Products of more than 32 rows in blocks: the weight's k rows 256 at a time (with a
+    remainder), groups of 32 panels (an odd count in the last, for the AVX-512 pairs), chunks of
+    24 rows; accumulation into c across the k blocks."""
+    g = torch.Generator().manual_seed(m + n + k)
+    a, w, c = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(m, n, generator=g)
+    expected = a.double() @ w.double().t()
+    assert (gemm(a, w, True, None).double() - expected).abs().max().item() <= 1e-6 * k
+    assert (gemm(a, w, True, c).double() - (expected + c.double())).abs().max().item() <= 1e-6 * k
+    wt = w.t().contiguous()  # the weight as [k, n]
+    assert (gemm(a, wt, False, None).double() - expected).abs().max().item() <= 1e-6 * k
 
 
 def test_product_on_strided_inputs():
@@ -124,6 +149,18 @@ def test_weight_grad_in_chunks_segments_and_threads(threads, segments):
         results.append(wgrad(g, a1, a2, True, segments))
         assert (results[-1].double() - expected).abs().max().item() <= 2e-3, f"{n} threads"
     assert_rel(results[0], results[1], 1e-6, "2 threads vs 1")
+
+
+def test_weight_grad_of_a_large_layer():
+    """A C larger than the caches (200 x 702: 34 G tiles, more than a block of 16; 44 panels, the
+    last partial, an even count for the AVX-512 pairs and then an odd one), 700 rows: chunks of
+    256, 256 and 188."""
+    gen = torch.Generator().manual_seed(5)
+    for k2 in (301, 285):  # 702 and 686 columns with the ones column: 44 and 43 panels
+        g, a1, a2 = (torch.randn(700, 200, generator=gen), torch.randn(700, 400, generator=gen),
+                     torch.randn(700, k2, generator=gen))
+        out = wgrad(g, a1, a2, True, [300, 400])
+        assert (out.double() - _wgrad_expected(g, a1, a2, True)).abs().max().item() <= 1e-6 * 700
 
 
 @pytest.mark.parametrize("bad", ["dtype", "dim", "rows", "short", "long", "negative"])
@@ -208,3 +245,11 @@ def test_same_results_as_the_blas_path(monkeypatch, threads, cell):
     (vals_k, grads_k), (vals_b, grads_b) = results
     for a, e in zip(vals_k + grads_k, vals_b + grads_b):
         assert_rel(a, e, 2e-5, "kernel vs BLAS")
+
+
+def test_isa_switch_rejects_bad_values(monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_PACKED_ISA", "sse")
+    with pytest.raises(RuntimeError, match="FUSEDRNN_PACKED_ISA must be avx2 or avx512, got 'sse'"):
+        _C.packed_isa()
+    with pytest.raises(RuntimeError, match="FUSEDRNN_PACKED_ISA must be avx2 or avx512"):
+        gemm(torch.randn(2, 2), torch.randn(2, 2), True, None)

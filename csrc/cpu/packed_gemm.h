@@ -24,6 +24,9 @@ namespace cpu_packed {
 // Whether this build has the kernel (AVX2 + FMA builds; see setup.py's FUSEDRNN_CPU_CAPABILITY)
 // and FUSEDRNN_PACKED_GEMM is not 0 (read on every call: once per layer call).
 bool available();
+// The kernels' instruction set for this call: "avx512" (where the CPU has it, unless
+// FUSEDRNN_PACKED_ISA=avx2), "avx2", or "none" where unavailable.
+const char* isa();
 
 // Whether to pack a weight that `rows` rows will be multiplied with in this layer call. Packing
 // costs about 1 ns per weight element (measured: 8.5 ms for two 2048 x 2048 weights), the kernel
@@ -33,6 +36,8 @@ bool available();
 // FUSEDRNN_PACKED_GEMM=1 packs whatever the rows (tests), =0 never.
 constexpr int64_t kMinRows = 256;
 bool worth_packing(int64_t rows);
+// Whether FUSEDRNN_PACKED_GEMM=1 asks for the kernels whatever the size (tests).
+bool forced();
 
 // W as the right-hand side of C[m, n] = A[m, k] @ op(W): op(W) = W^T when transpose_w (W is
 // [n, k], as W_hh in the forward), else W (W is [k, n], as W_hh in the backward). W contiguous,
