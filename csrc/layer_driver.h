@@ -41,10 +41,12 @@
 //                                          // h_prev, dg_x, dg_h, has_b_ih, has_b_hh, gw_ih&, gw_hh&,
 //                                          // gb_ih&, gb_hh&) computes the weight and bias gradients or
 //                                          // returns false (then the driver's BLAS products do)
-//   static constexpr bool kUnitSplit;      // true: static bool unit_split_forward(s, reverse, train,
-//                                          // step_proj, xw, xw_ld, b_ih, b_hh, W_hh, hy&, c_state&,
-//                                          // out&) runs the forward step loop itself (xw computed for
-//                                          // all rows, b_ih not in it) or returns false untouched
+//   static constexpr bool kUnitSplit;      // true: template <class S, class A> static bool
+//                                          // unit_split_forward(const ForwardCall<S, A>&, const Tensor& W_hh)
+//                                          // and unit_split_backward(const BackwardCall<S, A>&, W_hh) run
+//                                          // the step loop themselves (the hidden units split between
+//                                          // threads) or return false untouched; step_input_projection is
+//                                          // false for a call unit_split_forward takes
 //   static constexpr bool kRowBlocks;      // true: template <class F> static void
 //                                          // for_row_blocks(const LayerShape&, const F& f) calls
 //                                          // f(r0, r1) over blocks of rows covering [0, B), each
@@ -102,6 +104,81 @@ struct BackwardStep {
   acc_t* dc;               // [b, H] LSTM: dc_t in, dc_{t-1} out
   scalar_t* dg_x;          // [b, G*H] pre-activation gate gradients (input side)
   scalar_t* dg_h;          // [b, G*H] GRU: gate gradients on the recurrent side
+};
+
+// The raw pointers of a layer call's forward step loop; step(t, r0) gives step t's rows from r0 on.
+template <typename scalar_t, typename acc_t>
+struct ForwardCall {
+  const LayerShape* s;
+  bool reverse;
+  acc_t* xw;              // [N or B, G*H] rows xw_ld apart: all rows, or (step_proj) B rows rewritten per step
+  int64_t xw_ld;
+  bool step_proj;
+  const scalar_t* bih;    // [G*H]
+  const scalar_t* bhh;    // [G*H]
+  const scalar_t* hx;     // [B, Hr] the initial state
+  scalar_t* hy;           // [B, Hr] the state: hx in, h_n out
+  acc_t* c;               // [B, H] LSTM cell state, or nullptr
+  scalar_t* out;          // [N, Hr]
+  scalar_t* h_raw;        // [B, H] LSTM pre-projection h, or nullptr
+  acc_t* reserve;         // [N, reserve_width] or nullptr (inference)
+  acc_t* hw;              // [B, G*H] the recurrent products
+
+  ForwardStep<scalar_t, acc_t> step(int64_t t, int64_t r0) const {
+    const int64_t off = s->offsets[t] + r0;
+    ForwardStep<scalar_t, acc_t> p;
+    p.xw = xw + (step_proj ? r0 : off) * xw_ld;
+    p.xw_ld = xw_ld;
+    p.bih = bih;
+    p.hw = hw + r0 * s->G * s->H;
+    p.bhh = bhh;
+    p.h = hy + r0 * s->Hr;
+    p.c = c ? c + r0 * s->H : nullptr;
+    p.out = out + off * s->Hr;
+    p.h_raw = h_raw ? h_raw + r0 * s->H : nullptr;
+    p.reserve = reserve ? reserve + off * s->reserve_width() : nullptr;
+    return p;
+  }
+};
+
+// The raw pointers of a layer call's backward step loop; step(t, r0) gives step t's rows from r0 on.
+template <typename scalar_t, typename acc_t>
+struct BackwardCall {
+  const LayerShape* s;
+  bool reverse;
+  const acc_t* reserve;   // [N, reserve_width]
+  const scalar_t* out;    // [N, Hr]
+  const scalar_t* h0;     // [B, Hr] hx
+  const scalar_t* h_prev; // [N, Hr] each row's state before its step (packed layers), or nullptr (dense: read
+                          // in place, from h0 or the output rows of the step before)
+  const acc_t* c_prev;    // [N, H] LSTM, or nullptr
+  const scalar_t* dy;     // [N, Hr] rows dy_ld apart, or nullptr
+  int64_t dy_ld;
+  scalar_t* dh;           // [B, Hr] the gradient reaching h_t: grad_hy in, grad_hx out
+  acc_t* dc;              // [B, H] LSTM
+  scalar_t* dg_x;         // [N, G*H]
+  scalar_t* dg_h;         // [N, G*H] (dg_x but for GRU)
+
+  BackwardStep<scalar_t, acc_t> step(int64_t t, int64_t r0) const {
+    const int64_t off = s->offsets[t] + r0, GH = s->G * s->H;
+    BackwardStep<scalar_t, acc_t> p;
+    p.reserve = reserve ? reserve + off * s->reserve_width() : nullptr;
+    p.out = out + off * s->Hr;
+    if (h_prev) {
+      p.h_prev = h_prev + off * s->Hr;
+    } else {
+      const bool first = reverse ? t == s->T - 1 : t == 0;
+      p.h_prev = first ? h0 + r0 * s->Hr : out + (s->offsets[reverse ? t + 1 : t - 1] + r0) * s->Hr;
+    }
+    p.c_prev = c_prev ? c_prev + off * s->H : nullptr;
+    p.dy = dy ? dy + off * dy_ld : nullptr;
+    p.dy_ld = dy_ld;
+    p.dh = dh + r0 * s->Hr;
+    p.dc = dc ? dc + r0 * s->H : nullptr;
+    p.dg_x = dg_x + off * GH;
+    p.dg_h = dg_h + off * GH;
+    return p;
+  }
 };
 
 namespace driver {
@@ -206,21 +283,34 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
   Tensor xw = Backend::empty({step_proj ? s.B : s.N, xw_ld}, acc_opts).narrow(1, 0, GH);
   if (!step_proj) Backend::input_projection(xw, X, Wih);
   Tensor out = Backend::empty({s.N, s.Hr}, opts);
-  Tensor hy = hx.contiguous().clone();  // state buffer; holds h_n at the end
+  const Tensor hx_c = hx.contiguous();
+  Tensor hy = hx_c.clone();  // state buffer; holds h_n at the end
   Tensor c_state = lstm ? cx->to(acc_opts.dtype()).contiguous().clone() : Tensor();
   Tensor reserve = Backend::empty({train ? s.N : 0, RW}, acc_opts);
   Tensor hw = at::empty({s.B, GH}, acc_opts);
   Tensor h_raw = s.proj ? at::empty({s.B, s.H}, opts) : Tensor();
 
-  // A backend may run a call of one row on several threads itself, its hidden units split.
-  bool unit_split = false;
-  if constexpr (Backend::kUnitSplit) {
-    unit_split = Backend::unit_split_forward(s, reverse, train, step_proj, xw, xw_ld, bih, bhh, Whh, hy, c_state,
-                                             out);
-  }
-  if (!unit_split) Backend::dispatch(input.scalar_type(), [&](auto zero) {
+  Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
+    const ForwardCall<scalar_t, acc_t> call{&s,
+                                            reverse,
+                                            xw.data_ptr<acc_t>(),
+                                            xw_ld,
+                                            step_proj,
+                                            bih.data_ptr<scalar_t>(),
+                                            bhh.data_ptr<scalar_t>(),
+                                            hx_c.data_ptr<scalar_t>(),
+                                            hy.data_ptr<scalar_t>(),
+                                            lstm ? c_state.data_ptr<acc_t>() : nullptr,
+                                            out.data_ptr<scalar_t>(),
+                                            s.proj ? h_raw.data_ptr<scalar_t>() : nullptr,
+                                            train && RW > 0 ? reserve.data_ptr<acc_t>() : nullptr,
+                                            hw.data_ptr<acc_t>()};
+    // A backend may run the step loop itself, the hidden units split between threads.
+    if constexpr (Backend::kUnitSplit) {
+      if (Backend::unit_split_forward(call, Whh)) return;
+    }
     using StepWeight = typename Backend::template StepWeight<scalar_t>;
     const StepWeight whh(s, Whh, true);
     const StepWeight whr = s.proj ? StepWeight(s, Whr, true) : StepWeight();
@@ -231,26 +321,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
         // This block's rows of step t: [r0, min(batch_sizes[t], r1)).
         const int64_t b = std::min(s.batch_sizes[t], r1) - r0, off = s.offsets[t] + r0;
         if (b <= 0) continue;
-        scalar_t* h = hy.data_ptr<scalar_t>() + r0 * s.Hr;
-        acc_t* hw_b = hw.data_ptr<acc_t>() + r0 * GH;
-        acc_t* xw_b = xw.data_ptr<acc_t>() + (step_proj ? r0 : off) * xw_ld;
+        const ForwardStep<scalar_t, acc_t> p = call.step(t, r0);
         if constexpr (Backend::kStepInputProjection) {
           if (step_proj) {
-            Backend::gemm_ld(b, GH, s.I, X.data_ptr<scalar_t>() + off * s.I, wih, scalar_t(0), xw_b, xw_ld, opts);
+            Backend::gemm_ld(b, GH, s.I, X.data_ptr<scalar_t>() + off * s.I, wih, scalar_t(0), call.xw + r0 * xw_ld,
+                             xw_ld, opts);
           }
         }
-        Backend::gemm(b, GH, s.Hr, h, whh, acc_t(0), hw_b, opts);
-        ForwardStep<scalar_t, acc_t> p;
-        p.xw = xw_b;
-        p.xw_ld = xw_ld;
-        p.bih = bih.data_ptr<scalar_t>();
-        p.hw = hw_b;
-        p.bhh = bhh.data_ptr<scalar_t>();
-        p.h = h;
-        p.c = lstm ? c_state.data_ptr<acc_t>() + r0 * s.H : nullptr;
-        p.out = out.data_ptr<scalar_t>() + off * s.Hr;
-        p.h_raw = s.proj ? h_raw.data_ptr<scalar_t>() + r0 * s.H : nullptr;
-        p.reserve = train && RW > 0 ? reserve.data_ptr<acc_t>() + off * RW : nullptr;
+        Backend::gemm(b, GH, s.Hr, p.h, whh, acc_t(0), call.hw + r0 * GH, opts);
         Backend::forward_pointwise(s, b, p);
         if (s.proj) {
           Backend::gemm(b, s.Hr, s.H, p.h_raw, whr, scalar_t(0), p.out, opts);
@@ -320,6 +398,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
   Backend::dispatch(input.scalar_type(), [&](auto zero) {
     using scalar_t = decltype(zero);
     using acc_t = at::opmath_type<scalar_t>;
+    const BackwardCall<scalar_t, acc_t> call{&s,
+                                             reverse,
+                                             RW ? R.data_ptr<acc_t>() : nullptr,
+                                             Y.data_ptr<scalar_t>(),
+                                             H0.data_ptr<scalar_t>(),
+                                             s.packed ? h_prev.data_ptr<scalar_t>() : nullptr,
+                                             lstm ? c_prev.data_ptr<acc_t>() : nullptr,
+                                             has_dy ? dY.data_ptr<scalar_t>() : nullptr,
+                                             dy_ld,
+                                             dh.data_ptr<scalar_t>(),
+                                             lstm ? dc.data_ptr<acc_t>() : nullptr,
+                                             dg_x.data_ptr<scalar_t>(),
+                                             dg_h.data_ptr<scalar_t>()};
+    // A backend may run the step loop itself, the hidden units split between threads.
+    if constexpr (Backend::kUnitSplit) {
+      if (Backend::unit_split_backward(call, Whh)) return;
+    }
     using StepWeight = typename Backend::template StepWeight<scalar_t>;
     const StepWeight whh(s, Whh, false);
     const StepWeight whr = s.proj ? StepWeight(s, Whr, false) : StepWeight();
@@ -328,24 +423,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
         const int64_t t = reverse ? step : s.T - 1 - step;  // forward's processing order, reversed
         const int64_t b = std::min(s.batch_sizes[t], r1) - r0, off = s.offsets[t] + r0;
         if (b <= 0) continue;
-        scalar_t* dh_b = dh.data_ptr<scalar_t>() + r0 * s.Hr;
-        BackwardStep<scalar_t, acc_t> p;
-        p.reserve = RW ? R.data_ptr<acc_t>() + off * RW : nullptr;
-        p.out = Y.data_ptr<scalar_t>() + off * s.Hr;
-        if (s.packed) {
-          p.h_prev = h_prev.data_ptr<scalar_t>() + off * s.Hr;
-        } else {
-          const bool first = reverse ? t == s.T - 1 : t == 0;
-          p.h_prev = first ? H0.data_ptr<scalar_t>() + r0 * s.Hr
-                           : Y.data_ptr<scalar_t>() + (s.offsets[reverse ? t + 1 : t - 1] + r0) * s.Hr;
-        }
-        p.c_prev = lstm ? c_prev.data_ptr<acc_t>() + off * s.H : nullptr;
-        p.dy = has_dy ? dY.data_ptr<scalar_t>() + off * dy_ld : nullptr;
-        p.dy_ld = dy_ld;
-        p.dh = dh_b;
-        p.dc = lstm ? dc.data_ptr<acc_t>() + r0 * s.H : nullptr;
-        p.dg_x = dg_x.data_ptr<scalar_t>() + off * GH;
-        p.dg_h = dg_h.data_ptr<scalar_t>() + off * GH;
+        BackwardStep<scalar_t, acc_t> p = call.step(t, r0);
+        scalar_t* dh_b = p.dh;
         if (s.proj) {
           // h = h_raw @ W_hr^T: the pointwise pass needs the gradient of h_raw.
           Tensor dh_rows = dh.narrow(0, r0, b);

@@ -9,6 +9,7 @@
 
 #include "cpu/blas.h"
 #include "cpu/buffer_pool.h"
+#include "cpu/loop_stats.h"
 #include "cpu/packed_gemm.h"
 #include "schemas.h"
 
@@ -17,6 +18,14 @@ PyObject* direct_blas(PyObject*, PyObject*) {
   return PyBool_FromLong(fusedrnn::cpu_blas::has_direct_blas());
 }
 PyObject* packed_gemm(PyObject*, PyObject*) { return PyBool_FromLong(fusedrnn::cpu_packed::available()); }
+PyObject* packed_isa(PyObject*, PyObject*) {
+  try {
+    return PyUnicode_FromString(fusedrnn::cpu_packed::isa());
+  } catch (const std::exception& e) {  // a bad FUSEDRNN_PACKED_ISA
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
 PyObject* cache_info(PyObject*, PyObject*) {
   fusedrnn::cpu_pool::Stats st{};
   try {
@@ -30,6 +39,11 @@ PyObject* cache_info(PyObject*, PyObject*) {
                        static_cast<long long>(st.limit_bytes), "hits", static_cast<long long>(st.hits), "misses",
                        static_cast<long long>(st.misses));
 }
+PyObject* loop_stats(PyObject*, PyObject*) {
+  const fusedrnn::cpu_loop::Stats st = fusedrnn::cpu_loop::stats();
+  return Py_BuildValue("{s:L,s:L}", "unit_split_forward", static_cast<long long>(st.unit_split_forward),
+                       "unit_split_backward", static_cast<long long>(st.unit_split_backward));
+}
 PyObject* empty_cache(PyObject*, PyObject*) {
   fusedrnn::cpu_pool::release();
   Py_RETURN_NONE;
@@ -39,10 +53,16 @@ PyMethodDef methods[] = {
      "Whether fusedrnn's packed-weight float32 kernel is built in and not turned off (FUSEDRNN_PACKED_GEMM=0); "
      "layer calls of 256 rows or more use it for their input projection, single-threaded step products, "
      "input gradient and weight gradients."},
+    {"packed_isa", packed_isa, METH_NOARGS,
+     "The packed kernels' instruction set: avx512 where the CPU has it (FUSEDRNN_PACKED_ISA=avx2 keeps to "
+     "AVX2), avx2, or none."},
     {"cache_info", cache_info, METH_NOARGS,
      "The CPU buffer cache: dict of cached_bytes, cached_blocks (idle blocks held), limit_bytes, "
      "hits and misses (requests of 256 KB or more served by an idle block / by a new one)."},
     {"empty_cache", empty_cache, METH_NOARGS, "Frees the idle blocks of the CPU buffer cache."},
+    {"loop_stats", loop_stats, METH_NOARGS,
+     "How the CPU layer ops ran their step loops since loading: dict of unit_split_forward and "
+     "unit_split_backward (loops run with the hidden units split between threads)."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};

@@ -1,52 +1,87 @@
-"""The CPU's unit split: a batch of one row, in inference, on several threads.
+"""The CPU's unit split: the hidden units of a layer split between threads, every thread computing
+every row of a step for its units, meeting the others at a barrier after each step, forward
+(inference and training) and backward (layer_kernel.cpp, unit_split).
 
-One row cannot be cut into row blocks, so each thread takes a slice of the hidden units through
-every step, meeting the others at a barrier after each step (layer_kernel.cpp, unit_split).
-By default only layers whose W_hh outgrows a core's L2 are split; FUSEDRNN_UNIT_SPLIT=1 splits any
-qualifying call (float32, inference, batch 1, no projections), so small shapes run it here, on 2
-and 3 threads, dense and packed, both directions, 2 layers. Results must match torch.nn, computed
-in float64 (float32 kernels: 2e-5 relative).
+By default only layers whose W_hh outgrows a core's L2 and whose row blocks would be short are
+split; FUSEDRNN_UNIT_SPLIT=1 splits any qualifying call (float32, no projections), so small shapes
+run it here, on 2 and 3 threads, batch 1 and several rows of different lengths, dense and packed,
+both directions, 2 layers. Results must match torch.nn computed in float64 (float32 kernels: 2e-5
+relative), gradients included; fusedrnn._C.loop_stats() tells that the split ran.
 """
 import itertools
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
+import fusedrnn._C as C
 import fusedrnn.functional as FR
 from helpers import CELLS, assert_rel, make_nn
 
 
-def compare(cell, packed, bidirectional, H=11, T=9, I=5, num_layers=2, seed=0):
+def split_calls():
+    st = C.loop_stats()
+    return st["unit_split_forward"], st["unit_split_backward"]
+
+
+def compare(cell, packed, bidirectional, H=11, T=9, I=5, B=1, num_layers=2, train=False, seed=0):
+    """fusedrnn in float32 against torch.nn in float64; returns the unit split's (forward, backward)
+    loop count during the fusedrnn run."""
     torch.manual_seed(seed)
     m = make_nn(cell, I, H, num_layers=num_layers, bidirectional=bidirectional, dtype=torch.float64)
-    x = torch.randn(T, 1, I, dtype=torch.float64)
+    x = torch.randn(T, B, I, dtype=torch.float64)
     D = 2 if bidirectional else 1
-    h0 = torch.randn(num_layers * D, 1, H, dtype=torch.float64)
-    hx = (h0, torch.randn_like(h0)) if cell == "lstm" else h0
-    inp = pack_sequence([x[:, 0]]) if packed else x
-    with torch.no_grad():
-        ref_out, ref_state = m(inp, hx)
-        f32 = (lambda t: t.float())
-        hx32 = tuple(map(f32, hx)) if cell == "lstm" else f32(hx)
-        inp32 = pack_sequence([x[:, 0].float()]) if packed else x.float()
-        out, state = FR.rnn(cell, inp32, hx32, [w.float() for w in m._flat_weights], num_layers=num_layers,
-                            bidirectional=bidirectional)
-    if packed:
-        ref_out, out = ref_out.data, out.data
-    assert_rel(out.double(), ref_out, 2e-5, "output")
-    ref_states = ref_state if cell == "lstm" else (ref_state,)
-    states = state if cell == "lstm" else (state,)
-    for a, b in zip(states, ref_states):
-        assert_rel(a.double(), b, 2e-5, "state")
+    h0 = torch.randn(num_layers * D, B, H, dtype=torch.float64)
+    c0 = torch.randn_like(h0)
+    lengths = torch.tensor([T - (k * 3) % T for k in range(B)])  # T, T-3, ...: rows leave at different steps
+
+    def run(dtype, ours):
+        xi = x.to(dtype).requires_grad_(train)
+        hi, ci = h0.to(dtype).requires_grad_(train), c0.to(dtype).requires_grad_(train)
+        hx = (hi, ci) if cell == "lstm" else hi
+        inp = pack_padded_sequence(xi, lengths, enforce_sorted=False) if packed else xi
+        weights = [w.detach().to(dtype).requires_grad_(train) for w in m._flat_weights]
+        with torch.set_grad_enabled(train):
+            if ours:
+                out, state = FR.rnn(cell, inp, hx, weights, num_layers=num_layers, bidirectional=bidirectional)
+                params = weights
+            else:
+                out, state = m(inp, hx)
+                params = list(m.parameters())
+            out = out.data if packed else out
+            values = [out, *(state if cell == "lstm" else (state,))]
+            if not train:
+                return values, []
+            loss = sum((v * torch.linspace(-1, 1, v.numel(), dtype=dtype).view_as(v)).sum() for v in values)
+            leaves = [xi, hi] + ([ci] if cell == "lstm" else []) + params
+            return values, list(torch.autograd.grad(loss, leaves))
+
+    ref_values, ref_grads = run(torch.float64, False)
+    before = split_calls()
+    values, grads = run(torch.float32, True)
+    after = split_calls()
+    for a, e in zip(values, ref_values):
+        assert_rel(a.double(), e.detach(), 2e-5, "value")
+    for k, (a, e) in enumerate(zip(grads, ref_grads)):
+        assert_rel(a.double(), e, 2e-5, f"gradient {k}")
+    return after[0] - before[0], after[1] - before[1]
 
 
-@pytest.mark.parametrize("cell,packed,bidirectional,nthreads",
-                         list(itertools.product(CELLS, (False, True), (False, True), (2, 3))))
-def test_forced_split_matches_torch(monkeypatch, threads, cell, packed, bidirectional, nthreads):
+@pytest.mark.parametrize("cell,packed,bidirectional,nthreads,B",
+                         list(itertools.product(CELLS, (False, True), (False, True), (2, 3), (1, 5))))
+def test_forced_split_matches_torch(monkeypatch, threads, cell, packed, bidirectional, nthreads, B):
     monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", "1")
     threads(nthreads)
-    compare(cell, packed, bidirectional)
+    forward, backward = compare(cell, packed, bidirectional, B=B, train=True)
+    layers_dirs = 2 * (2 if bidirectional else 1)
+    assert (forward, backward) == (layers_dirs, layers_dirs)
+
+
+@pytest.mark.parametrize("cell,packed", list(itertools.product(CELLS, (False, True))))
+def test_forced_split_inference(monkeypatch, threads, cell, packed):
+    monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", "1")
+    threads(2)
+    assert compare(cell, packed, True, B=4) == (4, 0)
 
 
 @pytest.mark.parametrize("H", [2, 3, 17, 40])
@@ -55,14 +90,24 @@ def test_forced_split_hidden_sizes(monkeypatch, threads, cell, H):
     """Slices of one unit up to widths with paired, single and partial vectors in them."""
     monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", "1")
     threads(3)
-    compare(cell, False, False, H=H, num_layers=1)
+    assert compare(cell, True, False, H=H, B=3, num_layers=1, train=True) == (1, 1)
+
+
+@pytest.mark.parametrize("B", [1, 16])
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_split_on_a_big_layer(threads, cell, B):
+    """W_hh of 512 KB or more with short row blocks: the default rule splits it, both passes."""
+    threads(2)
+    H = 256 if cell == "lstm" else 448
+    assert compare(cell, False, False, H=H, T=10, I=32, B=B, num_layers=1, train=True) == (1, 1)
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_default_split_on_a_big_layer(threads, cell):
-    """W_hh of 1 MB or more (lstm 256 units, the others 512): the default rule splits it."""
+def test_default_rule_keeps_small_layers_and_tall_blocks_in_the_row_loop(threads, cell):
     threads(2)
-    compare(cell, False, False, H=256 if cell == "lstm" else 512, T=12, I=32, num_layers=1)
+    assert compare(cell, False, False, H=64, T=10, B=4, num_layers=1, train=True) == (0, 0)  # W_hh small
+    assert compare(cell, False, False, H=256 if cell == "lstm" else 448, T=10, I=8, B=80, num_layers=1,
+                   train=True) == (0, 0)  # 40 rows a block
 
 
 @pytest.mark.parametrize("value", ["0", "1"])
@@ -70,4 +115,4 @@ def test_one_thread_and_switched_off(monkeypatch, threads, value):
     """On one thread, or with the split switched off, the row loop runs the layer: same results."""
     monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", value)
     threads(1 if value == "1" else 2)
-    compare("gru", False, True)
+    assert compare("gru", True, True, B=3, train=True) == (0, 0)

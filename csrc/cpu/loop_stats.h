@@ -1,0 +1,17 @@
+// Counters of how the CPU layer ops ran their step loops (layer_kernel.cpp), for tests and
+// diagnosis: fusedrnn._C.loop_stats().
+#pragma once
+
+#include <cstdint>
+
+namespace fusedrnn {
+namespace cpu_loop {
+
+struct Stats {
+  int64_t unit_split_forward;   // forward step loops run with the hidden units split between threads
+  int64_t unit_split_backward;  // backward step loops run so
+};
+Stats stats();
+
+}  // namespace cpu_loop
+}  // namespace fusedrnn
