@@ -124,7 +124,7 @@ setup(
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
     install_requires=["torch>=2.4"],
-    extras_require={"test": ["pytest", "pytest-benchmark"], "plot": ["matplotlib"]},
+    extras_require={"test": ["pytest", "pytest-benchmark"], "bench": ["matplotlib", "tqdm"]},
     entry_points={"console_scripts": ["fusedrnn=fusedrnn.__main__:main"]},
     zip_safe=False,
 )

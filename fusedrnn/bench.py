@@ -1,13 +1,15 @@
 """Side-by-side benchmark: fusedrnn against torch.nn on the same inputs and weights.
 
     python -m fusedrnn.bench [--models NAME ...] [--grid --batch 1,64 --hidden 64,256 ...]
-                             [--mode train|infer|both] [--out DIR] [--tag NAME]
+                             [--mode train|infer|both] [--budget S | --full] [--out DIR] [--tag NAME]
 
-Each case runs fusedrnn and the torch.nn module in turn, in the same process, on the same
-inputs and weights; after a warm-up, each is timed over repeated runs, interleaved one run at a
-time, and the median is reported, with the ratio torch / fusedrnn (above 1: fusedrnn is faster). On the CPU the reference is
-what torch.nn runs itself: oneDNN for float32 LSTM (dense, or packed with equal lengths), the
-native ATen loop otherwise.
+Each case runs fusedrnn and the torch.nn module in turn, in the same process, on the same inputs
+and weights; after a warm-up, each is timed over repeated runs, interleaved one run at a time, and
+the median is reported, with the ratio torch / fusedrnn (above 1: fusedrnn is faster) and the number
+of runs it rests on. A case stops repeating once every median is stable (moved under 1% over the
+last two runs, after 5) or its time budget is spent (--budget seconds, after 3 runs); --full runs
+every case 20 times whatever it costs. On the CPU the reference is what torch.nn runs itself:
+oneDNN for float32 LSTM (dense, or packed with equal lengths), the native ATen loop otherwise.
 """
 import argparse
 import datetime
@@ -16,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -58,6 +61,13 @@ MODELS = [
     Case("imdb_rnn_packed", "rnn_tanh", 100, 256, 1, 64, 256, packed=True),
     Case("fastai_gru_packed", "gru", 100, 100, 1, 256, 72, packed=True),
     Case("fastai_lstm_packed", "lstm", 100, 100, 1, 256, 72, packed=True),
+    # Larger layers: fastai's AWD-LSTM (embeddings 400, hidden 1152, bptt 72; its first layer, at
+    # the language model's batch 16 and a classifier's 64), hidden 512 and 1536, and a batch-1 GRU.
+    Case("awd_lstm_b16", "lstm", 400, 1152, 1, 16, 72),
+    Case("awd_lstm_b64", "lstm", 400, 1152, 1, 64, 72),
+    Case("lstm_h512", "lstm", 256, 512, 1, 32, 100),
+    Case("lstm_h1536", "lstm", 400, 1536, 1, 16, 72),
+    Case("gru_h1024_b1", "gru", 256, 1024, 1, 1, 100),
 ]
 
 
@@ -91,19 +101,38 @@ def time_ms(fn, device):
     return (time.perf_counter() - t0) * 1e3
 
 
-def interleaved_ms(fns, device, warmup, repeats):
-    """Median milliseconds of each of fns (name -> callable) after a warm-up of each. The runs are
-    interleaved one by one (round r runs every fn once, in an order that alternates between rounds),
-    so a machine whose speed drifts over seconds, as shared ones do, slows all of them alike."""
+def interleaved_ms(fns, device, warmup, repeats, budget_s=None, min_repeats=3, settle=5, tolerance=0.01):
+    """Median milliseconds of each of fns (name -> callable) and the number of runs each rests on.
+    After a warm-up (the first round always; more while they take under a quarter of the budget),
+    the runs are interleaved one by one (round r runs every fn once, in an order that alternates
+    between rounds), so a machine whose speed drifts over seconds, as shared ones do, slows all of
+    them alike. Up to `repeats` rounds; with a budget, it stops after `settle` rounds or more once
+    no median moved by more than `tolerance` over the last two rounds, or after `min_repeats` once
+    the rounds took budget_s seconds."""
     names = list(fns)
-    for _ in range(warmup):
+    start = time.perf_counter()
+    for w in range(warmup):
         for name in names:
             fns[name]()
+        if budget_s is not None and time.perf_counter() - start > 0.25 * budget_s:
+            break
     times = {name: [] for name in names}
+    history = []
+    start = time.perf_counter()
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
             times[name].append(time_ms(fns[name], device))
-    return {name: statistics.median(t) for name, t in times.items()}
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        history.append(medians)
+        if budget_s is None:
+            continue
+        rounds = r + 1
+        if rounds >= settle and all(abs(medians[n] - old[n]) <= tolerance * old[n]
+                                    for old in history[-3:-1] for n in names):
+            break
+        if rounds >= min_repeats and time.perf_counter() - start >= budget_s:
+            break
+    return history[-1], len(history)
 
 
 def make_cell_loop(case, module):
@@ -190,12 +219,12 @@ def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True):
     return steps, lengths
 
 
-def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True):
+def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True, budget_s=None):
     steps, lengths = make_steps(case, mode, device, dtype, seed, cell_loop)
-    ms = interleaved_ms(steps, device, warmup, repeats)
+    ms, runs = interleaved_ms(steps, device, warmup, repeats, budget_s)
     row = {
         **asdict(case), "mode": mode, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-        "reference": reference_backend(case, device), "torch_ms": ms["torch"], "fusedrnn_ms": ms["fusedrnn"],
+        "reference": reference_backend(case, device), "runs": runs, "torch_ms": ms["torch"], "fusedrnn_ms": ms["fusedrnn"],
         "ratio": ms["torch"] / ms["fusedrnn"], "cell_loop_ms": ms.get("cell_loop"),
         "cell_loop_ratio": ms["cell_loop"] / ms["fusedrnn"] if "cell_loop" in ms else None,
     }
@@ -212,25 +241,38 @@ def grid_cases(cells, batches, inputs, hiddens, seq_lens, layouts, num_layers=1)
 
 
 def plot(rows, path, title):
-    """A PNG of the speed-up of every case and mode (needs matplotlib)."""
+    """A PNG of the speed-ups (needs matplotlib): one group of bars per case, inference and training
+    side by side, a line at 1x, a log axis when the ratios span more than 10x."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels = [f"{r['name']} ({r['mode']})" for r in rows]
-    ratios = [r["ratio"] for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.5))
-    colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
-    ax.barh(range(len(rows)), ratios, color=colors)
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    modes = [m for m in ("infer", "train") if any(r["mode"] == m for r in rows)]
+    by_key = {(r["name"], r["mode"]): r["ratio"] for r in rows}
+    ratios = list(by_key.values())
+    log = max(ratios) / min(ratios) > 10
+    height = 0.8 / len(modes)
+    colors = {"infer": "tab:blue", "train": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(names) * max(1, len(modes) / 1.5) + 1.6))
+    for k, mode in enumerate(modes):
+        ys = [i + (k - (len(modes) - 1) / 2) * height for i in range(len(names))]
+        vals = [by_key.get((n, mode)) for n in names]
+        shown = [(y, v) for y, v in zip(ys, vals) if v is not None]
+        ax.barh([y for y, _ in shown], [v for _, v in shown], height=height * 0.95, color=colors[mode],
+                label="inference" if mode == "infer" else "training")
+        for y, v in shown:
+            ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    if log:
+        ax.set_xscale("log")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("speed-up: torch.nn time / fusedrnn time")
+    ax.set_xlabel("speed-up: torch.nn time / fusedrnn time" + (" (log scale)" if log else "") + "; 1x marked")
     ax.set_title(title, fontsize=9)
-    for k, v in enumerate(ratios):
-        ax.text(v, k, f" {v:.2f}x", va="center", fontsize=7)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -264,19 +306,53 @@ def environment(device):
         # float32 products of layer calls of 256 rows or more (the step products where they run one
         # per thread, input projection, input and weight gradients) go to the packed kernels; the
         # rest to the BLAS.
-        env["fusedrnn_step_gemm"] = f"packed AVX2 kernel, else {blas}" if _C.packed_gemm() else blas
+        isa = _C.packed_isa().upper().replace("AVX512", "AVX-512")
+        env["fusedrnn_step_gemm"] = f"packed {isa} kernel, else {blas}" if _C.packed_gemm() else blas
     return env
 
 
-HEADER = (f"{'case':<26} {'cell':<8} {'mode':<6} {'reference':<17} {'torch ms':>10} {'fusedrnn ms':>12} "
+HEADER = (f"{'case':<26} {'cell':<8} {'mode':<6} {'reference':<17} {'runs':>4} {'torch ms':>10} {'fusedrnn ms':>12} "
           f"{'ratio':>7} {'cell loop ms':>13} {'ratio':>7}")
 
 
 def format_row(r):
     loop = (f"{r['cell_loop_ms']:>13.3f} {r['cell_loop_ratio']:>6.2f}x" if r.get("cell_loop_ms") is not None
             else f"{'-':>13} {'-':>7}")
-    return (f"{r['name']:<26} {r['cell']:<8} {r['mode']:<6} {r['reference']:<17} {r['torch_ms']:>10.3f} "
+    return (f"{r['name']:<26} {r['cell']:<8} {r['mode']:<6} {r['reference']:<17} {r['runs']:>4} {r['torch_ms']:>10.3f} "
             f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x {loop}")
+
+
+class Progress:
+    """The case being timed and the time left, on stderr: a tqdm bar where tqdm is installed, else
+    a line per case."""
+
+    def __init__(self, total):
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=total, file=sys.stderr, unit="case", leave=False, dynamic_ncols=True)
+
+    def begin(self, label):
+        if self.bar is not None:
+            self.bar.set_description(label)
+            return
+        left = ""
+        if self.done:
+            rest = (time.perf_counter() - self.start) / self.done * (self.total - self.done)
+            left = f", about {rest:.0f} s left"
+        print(f"[{self.done + 1}/{self.total}] timing {label}{left}", file=sys.stderr, flush=True)
+
+    def end(self):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def int_list(text):
@@ -297,8 +373,11 @@ def main(argv=None):
     parser.add_argument("--layout", default="dense", help="grid layouts: dense, packed or dense,packed")
     parser.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=20, help="most runs per case (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="most warm-up runs per case (default 3)")
+    parser.add_argument("--budget", type=float, default=2.5,
+                        help="seconds of timed runs per case and mode before it stops repeating (default 2.5)")
+    parser.add_argument("--full", action="store_true", help="no budget: every case --repeats times")
     parser.add_argument("--no-cell-loop", action="store_true", help="skip the Python loop of torch.nn cells")
     parser.add_argument("--out", default="fusedrnn-bench", help="folder for the JSON results and the PNG plot")
     parser.add_argument("--tag", default=None, help="file name stem (default: DEVICE-DATE-TIME)")
@@ -329,11 +408,19 @@ def main(argv=None):
     print(HEADER)
     print("-" * len(HEADER))
     rows = []
+    budget = None if args.full else args.budget
+    progress = Progress(len(cases) * len(modes))
+    start = time.perf_counter()
     for case in cases:
         for mode in modes:
+            progress.begin(f"{case.name} {mode}")
             rows.append(run_case(case, mode, device, warmup=args.warmup, repeats=args.repeats,
-                                 cell_loop=not args.no_cell_loop))
+                                 cell_loop=not args.no_cell_loop, budget_s=budget))
+            progress.end()
             print(format_row(rows[-1]), flush=True)
+    progress.close()
+    print(f"{len(rows)} rows in {time.perf_counter() - start:.0f} s"
+          + (f" (budget {budget:g} s a row; --full for 20 runs each)" if budget is not None else ""))
 
     os.makedirs(args.out, exist_ok=True)
     tag = args.tag or f"{device.type}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -342,7 +429,9 @@ def main(argv=None):
         json.dump({"environment": env, "results": rows}, f, indent=2)
     print(f"results: {json_path}")
     png_path = os.path.join(args.out, tag + ".png")
-    title = f"fusedrnn vs torch.nn on {env.get('gpu') or env.get('cpu')} ({env['threads']} threads), torch {env['torch']}"
+    references = ", ".join(sorted({r["reference"] for r in rows}))
+    title = (f"fusedrnn vs torch.nn ({references}) on {env.get('gpu') or env.get('cpu')} ({env['threads']} threads), "
+             f"torch {env['torch']}")
     if plot(rows, png_path, title):
         print(f"plot: {png_path}")
     else:

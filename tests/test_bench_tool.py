@@ -9,7 +9,7 @@ from fusedrnn import bench
 def test_bench_writes_json_and_compares_the_same_computation(tmp_path, capsys):
     rows = bench.main(["--models", "agnews_rnn", "--grid", "--cells", "gru", "--batch", "2", "--input", "8",
                        "--hidden", "4", "--seq-len", "5", "--layout", "dense,packed", "--mode", "train",
-                       "--repeats", "1", "--warmup", "0", "--out", str(tmp_path), "--tag", "t"])
+                       "--repeats", "1", "--warmup", "0", "--full", "--out", str(tmp_path), "--tag", "t"])
     names = [r["name"] for r in rows]
     assert names == ["agnews_rnn", "gru_b2_i8_h4_t5", "gru_b2_i8_h4_t5_packed"]
     data = json.loads((tmp_path / "t.json").read_text())
@@ -18,6 +18,7 @@ def test_bench_writes_json_and_compares_the_same_computation(tmp_path, capsys):
         assert r["torch_ms"] > 0 and r["fusedrnn_ms"] > 0 and r["ratio"] == pytest.approx(r["torch_ms"] / r["fusedrnn_ms"])
         assert r["reference"] == "native loop"
         assert (r["cell_loop_ms"] is None) == r["packed"]
+        assert r["runs"] == 1
     out = capsys.readouterr().out
     assert "gru_b2_i8_h4_t5_packed" in out and "results:" in out
 
@@ -38,3 +39,36 @@ def test_bench_rejects_unknown_names():
         bench.main(["--models", "nope"])
     with pytest.raises(SystemExit):
         bench.main(["--models", "--grid", "--cells", "lstmx"])
+
+
+def test_time_budget_stops_repeating():
+    """With a budget a case stops after 3 runs once the budget is spent, or after 5 once every
+    median is stable; without one (--full) it runs every repeat."""
+    import time
+
+    def sleeper(ms):
+        return lambda: time.sleep(ms / 1000)
+
+    fns = {"a": sleeper(2), "b": sleeper(1)}
+    cpu = __import__("torch").device("cpu")
+    ms, runs = bench.interleaved_ms(fns, cpu, warmup=1, repeats=50, budget_s=0.0)
+    assert runs == 3 and set(ms) == {"a", "b"}
+    ms, runs = bench.interleaved_ms(fns, cpu, warmup=1, repeats=50, budget_s=100.0, tolerance=1.0)
+    assert runs == 5  # any change under 100%: stable as soon as it may stop
+    ms, runs = bench.interleaved_ms(fns, cpu, warmup=0, repeats=7, budget_s=None)
+    assert runs == 7 and ms["a"] > ms["b"] > 0
+
+
+def test_plot_groups_cases_and_switches_to_a_log_axis(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    scales = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xscale", lambda self, v, **k: scales.append(v))
+    rows = [{"name": "a", "mode": "infer", "ratio": 1.5}, {"name": "a", "mode": "train", "ratio": 2.0},
+            {"name": "b", "mode": "infer", "ratio": 0.8}]
+    assert bench.plot(rows, str(tmp_path / "p.png"), "t") and (tmp_path / "p.png").stat().st_size > 0
+    assert scales == []
+    rows.append({"name": "c", "mode": "train", "ratio": 37.0})
+    assert bench.plot(rows, str(tmp_path / "q.png"), "t")
+    assert scales == ["log"]
