@@ -34,6 +34,13 @@ def test_emulated_cuda_kernels_are_registered():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(emu_op, "Autograd") or "backward" in op
 
 
+@pytest.mark.skipif(os.environ.get("FUSEDRNN_EXPECT_WHEEL") != "1",
+                    reason="only where the tests run against an installed wheel (scripts/test_wheel.sh)")
+def test_the_installed_wheel_is_what_runs():
+    # tests/conftest.py keeps the checkout's fusedrnn/ off sys.path, so it cannot shadow the wheel.
+    assert os.sep + "site-packages" + os.sep in fusedrnn.__file__, fusedrnn.__file__
+
+
 def test_step_gemm_fallback_gives_the_same_results():
     """The CPU loop's per-step GEMM calls libtorch_cpu's BLAS directly when it finds one; forced
     off (FUSEDRNN_DIRECT_BLAS=0, read once per process), the at::mm fallback must agree."""
