@@ -156,6 +156,7 @@ inline void tile_of_height(int64_t height, int64_t k, const float* A, int64_t ld
 namespace avx512 {
 
 constexpr int kRows = 8;
+constexpr int64_t kPrefetchRows = 16;  // panel rows (64 bytes each) read ahead
 
 inline __mmask16 lanes(int64_t width) {
   return width >= kPanel ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << width) - 1u);
@@ -184,6 +185,8 @@ inline void tile(int64_t k, const float* A, int64_t lda, const float* B, int64_t
   const float* a7 = A + 7 * lda;
   const float* B1 = B + pstride;
   for (int64_t kk = 0; kk < k; ++kk) {
+    _mm_prefetch(reinterpret_cast<const char*>(B + (kk + kPrefetchRows) * kPanel), _MM_HINT_T0);
+    if constexpr (NP > 1) _mm_prefetch(reinterpret_cast<const char*>(B1 + (kk + kPrefetchRows) * kPanel), _MM_HINT_T0);
     const __m512 b0 = _mm512_load_ps(B + kk * kPanel);
     const __m512 b1 = NP > 1 ? _mm512_load_ps(B1 + kk * kPanel) : b0;
     __m512 a;
