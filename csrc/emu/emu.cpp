@@ -119,7 +119,7 @@ const std::size_t g_stack_bytes =
 
 struct AtomicStats {
   std::atomic<std::uint64_t> launches{0}, cooperative_launches{0}, blocks{0}, threads{0}, block_barriers{0},
-      warp_collectives{0}, grid_barriers{0};
+      warp_collectives{0}, grid_barriers{0}, cooperative_smem_bytes{0}, last_cooperative_smem{0};
 };
 AtomicStats g_stats;
 
@@ -178,6 +178,13 @@ struct Worker {
 
   void reserve(std::size_t n);
 };
+
+// Dynamic shared memory starts 128-byte aligned, as on a GPU (wmma tiles need 256-bit alignment).
+constexpr std::size_t kSmemAlign = 128;
+inline unsigned char* smem_base(Worker& W) {
+  const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(W.smem.data());
+  return reinterpret_cast<unsigned char*>((p + kSmemAlign - 1) / kSmemAlign * kSmemAlign);
+}
 thread_local Worker tl_worker;
 
 // ---- stack overflows -----------------------------------------------------------------------
@@ -784,8 +791,8 @@ void run_block(Launch& L, Worker& W, unsigned linear) {
     init_fiber(W, f, i);
   }
   if (L.cfg.smem > 0) {
-    if (W.smem.size() < L.cfg.smem) W.smem.resize(L.cfg.smem);
-    std::memset(W.smem.data(), 0xFF, L.cfg.smem);  // NaN in every floating type, -1 in every integer
+    if (W.smem.size() < L.cfg.smem + kSmemAlign) W.smem.resize(L.cfg.smem + kSmemAlign);
+    std::memset(smem_base(W), 0xFF, L.cfg.smem);  // NaN in every floating type, -1 in every integer
   }
   W.launch = &L;
   BlockRun run{L, W, n, W.fibers};
@@ -878,7 +885,8 @@ void set_timeout(double seconds) { g_timeout.store(seconds > 0 ? seconds : 120.0
 Stats stats() {
   return Stats{g_stats.launches.load(),       g_stats.cooperative_launches.load(), g_stats.blocks.load(),
                g_stats.threads.load(),        g_stats.block_barriers.load(),       g_stats.warp_collectives.load(),
-               g_stats.grid_barriers.load()};
+               g_stats.grid_barriers.load(),  g_stats.cooperative_smem_bytes.load(),
+               g_stats.last_cooperative_smem.load()};
 }
 
 int max_active_blocks_per_sm(int threads, std::size_t smem) {
@@ -938,7 +946,11 @@ void run(const LaunchConfig& cfg, void (*body)(void*), void* arg) {
   const int workers = cfg.cooperative ? static_cast<int>(L.nblocks)
                                       : static_cast<int>(std::min<unsigned>(L.nblocks, g_workers.load()));
   g_stats.launches.fetch_add(1, std::memory_order_relaxed);
-  if (cfg.cooperative) g_stats.cooperative_launches.fetch_add(1, std::memory_order_relaxed);
+  if (cfg.cooperative) {
+    g_stats.cooperative_launches.fetch_add(1, std::memory_order_relaxed);
+    g_stats.cooperative_smem_bytes.fetch_add(cfg.smem, std::memory_order_relaxed);
+    g_stats.last_cooperative_smem.store(cfg.smem, std::memory_order_relaxed);
+  }
   const uint3 saved_block = blockIdx;
   const dim3 saved_grid = gridDim, saved_dim = blockDim;
   g_pool->run(workers, [&L](int) {
@@ -999,7 +1011,7 @@ void yield_thread() {
 
 unsigned char* dynamic_smem() {
   current_fiber("dynamic shared memory");
-  return tl_worker.smem.data();
+  return smem_base(tl_worker);
 }
 
 void trap(const char* what, const char* file, int line) {

@@ -84,6 +84,8 @@ void set_timeout(double seconds);
 struct Stats {
   std::uint64_t launches, cooperative_launches, blocks, threads, block_barriers, warp_collectives,
       grid_barriers;
+  std::uint64_t cooperative_smem_bytes;  // the dynamic shared memory of every cooperative launch, summed
+  std::uint64_t last_cooperative_smem;   // and of the last one
 };
 Stats stats();
 
@@ -421,3 +423,100 @@ thread_block_tile<N> tiled_partition(const Parent&) {
 }
 
 }  // namespace cooperative_groups
+
+// ---- warp matrix multiply-accumulate (nvcuda::wmma, the part fusedrnn's kernels use) ----------
+// m16n16k16 tiles of __half or __nv_bfloat16 with float accumulators. CUDA leaves how a fragment's
+// elements are spread over the lanes unspecified, so here every lane holds the whole tile; loads,
+// mma_sync and stores are warp collectives (all 32 lanes, as CUDA requires), and a store writes each
+// lane's share (element i by lane i % 32), so that a lane reading the stored tile before the warp
+// synchronises reads stale memory, as it may on a GPU. Misaligned pointers or leading dimensions
+// (CUDA: 256-bit aligned pointers, ldm a multiple of 16 bytes) are reported as traps.
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+namespace detail {
+inline float to_float(float v) { return v; }
+inline float to_float(__half v) { return __half2float(v); }
+inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+void check(const T* p, unsigned ldm, const char* what, const char* file, int line) {
+  (void)what;  // the messages are literals: a trap never returns to free a built string
+  if (reinterpret_cast<std::uintptr_t>(p) % 32 != 0) fusedrnn::emu::trap("wmma: a pointer not 256-bit aligned", file, line);
+  if ((ldm * sizeof(T)) % 16 != 0) fusedrnn::emu::trap("wmma: an ldm not a multiple of 16 bytes", file, line);
+}
+inline void warp_sync(const char* file, int line) {
+  fusedrnn::emu::warp_collective(fusedrnn::emu::WarpOp::kSync, 0xffffffffu, 0, 0, warpSize, file, line);
+}
+}  // namespace detail
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+class fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "the emulation has m16n16k16 tiles only");
+
+ public:
+  static constexpr int rows = std::is_same<Use, matrix_b>::value ? K : M;
+  static constexpr int cols = std::is_same<Use, matrix_a>::value ? K : N;
+  static constexpr int num_elements = rows * cols;  // per lane here; fewer on a GPU
+  T x[num_elements];                                // the tile, row by row
+};
+
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, T v) {
+  for (int i = 0; i < f.num_elements; ++i) f.x[i] = v;
+}
+
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm, FUSEDRNN_EMU_WHERE) {
+  static_assert(!std::is_same<Layout, void>::value, "an accumulator's load takes a layout_t");
+  detail::check(p, ldm, "wmma::load_matrix_sync", file, line);
+  detail::warp_sync(file, line);
+  constexpr bool row = std::is_same<Layout, row_major>::value;
+  for (int i = 0; i < f.rows; ++i)
+    for (int j = 0; j < f.cols; ++j) f.x[i * f.cols + j] = row ? p[i * ldm + j] : p[j * ldm + i];
+}
+
+template <int M, int N, int K>
+void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t layout,
+                      FUSEDRNN_EMU_WHERE) {
+  detail::check(p, ldm, "wmma::load_matrix_sync", file, line);
+  detail::warp_sync(file, line);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) f.x[i * N + j] = layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i];
+}
+
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout,
+                       FUSEDRNN_EMU_WHERE) {
+  detail::check(p, ldm, "wmma::store_matrix_sync", file, line);
+  detail::warp_sync(file, line);
+  for (int e = static_cast<int>(fusedrnn::emu::lane_id()); e < M * N; e += warpSize) {
+    const int i = e / N, j = e % N;
+    (layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i]) = f.x[e];
+  }
+}
+
+// d = a b + c, in float (the products of 16-bit inputs are exact in float), k ascending.
+template <int M, int N, int K, typename T, typename LA, typename LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c,
+              FUSEDRNN_EMU_WHERE) {
+  detail::warp_sync(file, line);
+  float out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float acc = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) acc += detail::to_float(a.x[i * K + k]) * detail::to_float(b.x[k * N + j]);
+      out[i * N + j] = acc;
+    }
+  for (int e = 0; e < M * N; ++e) d.x[e] = out[e];
+}
+
+}  // namespace wmma
+}  // namespace nvcuda

@@ -58,9 +58,11 @@ PyObject* device_props(PyObject*, PyObject*) {
 }
 PyObject* stats(PyObject*, PyObject*) {
   const emu::Stats s = emu::stats();
-  return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "launches", s.launches, "cooperative_launches",
+  return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "launches", s.launches, "cooperative_launches",
                        s.cooperative_launches, "blocks", s.blocks, "threads", s.threads, "block_barriers",
-                       s.block_barriers, "warp_collectives", s.warp_collectives, "grid_barriers", s.grid_barriers);
+                       s.block_barriers, "warp_collectives", s.warp_collectives, "grid_barriers", s.grid_barriers,
+                       "cooperative_smem_bytes", s.cooperative_smem_bytes, "last_cooperative_smem",
+                       s.last_cooperative_smem);
 }
 
 PyMethodDef methods[] = {

@@ -7,7 +7,9 @@
 //   selftest --list        the cases
 //   selftest --convert     reads float bit patterns (hex, one a line) and prints each with its
 //                          float16 and bfloat16 bits, for a comparison against numpy / torch
+#include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
@@ -386,6 +388,89 @@ __global__ void order_kernel(int* log, int* next) {
 }
 
 // Prints the order in which the threads passed each point (for the test to compare seeds).
+// ---- wmma ----------------------------------------------------------------------------------
+// Two warps, each a 16 x 16 tile of A B^T (A 32 x 32, B 16 x 32 row-major) over two k tiles, in
+// half and in bfloat16; C is stored by the lanes' shares and read back by lane 0 after a __syncwarp.
+template <typename T>
+__global__ void wmma_kernel(const T* a, const T* b, float* c, float* check, bool sync) {
+  namespace wmma = nvcuda::wmma;
+  const int warp = threadIdx.x / 32;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 1.0f);
+  for (int k0 = 0; k0 < 32; k0 += 16) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+    wmma::load_matrix_sync(fa, a + warp * 16 * 32 + k0, 32);
+    wmma::load_matrix_sync(fb, b + k0, 32);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+  float* tile = c + warp * 16 * 16;
+  wmma::store_matrix_sync(tile, acc, 16, wmma::mem_row_major);
+  if (sync) __syncwarp();
+  if (threadIdx.x % 32 == 0) {  // lane 0 reads the whole tile, the other lanes' shares too
+    float sum = 0;
+    for (int e = 0; e < 256; ++e) sum += tile[e];
+    check[warp] = sum;
+  }
+}
+
+template <typename T, typename From>
+void wmma_case(From from) {
+  alignas(32) static T a[32 * 32], b[16 * 32];
+  alignas(32) static float c[2 * 256];
+  float check[2] = {0, 0};
+  std::vector<float> fa(32 * 32), fb(16 * 32);
+  for (int i = 0; i < 32 * 32; ++i) fa[i] = static_cast<float>((i * 7) % 11 - 5) / 4;  // exact in both types
+  for (int i = 0; i < 16 * 32; ++i) fb[i] = static_cast<float>((i * 5) % 9 - 4) / 2;
+  for (int i = 0; i < 32 * 32; ++i) a[i] = from(fa[i]);
+  for (int i = 0; i < 16 * 32; ++i) b[i] = from(fb[i]);
+  emu::launch<wmma_kernel<T>>(dim3(1), dim3(64), 0, false, a, b, c, check, true);
+  for (int w = 0; w < 2; ++w) {
+    float total = 0;
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 16; ++j) {
+        float e = 1.0f;
+        for (int k = 0; k < 32; ++k) e += fa[(w * 16 + i) * 32 + k] * fb[j * 32 + k];
+        EXPECT(c[w * 256 + i * 16 + j] == e, "warp " << w << " (" << i << "," << j << "): " << c[w * 256 + i * 16 + j]
+                                                       << " != " << e);
+        total += e;
+      }
+    EXPECT(check[w] == total, "lane 0 read " << check[w] << ", expected " << total);
+  }
+}
+
+void case_wmma() {
+  wmma_case<__half>([](float f) { return __float2half(f); });
+  wmma_case<__nv_bfloat16>([](float f) { return __float2bfloat16(f); });
+}
+
+// Without the __syncwarp after the store, lane 0 reads the other lanes' shares before some of them
+// wrote them (in a shuffled thread order): a wrong sum, as on a GPU.
+void case_wmma_missing_syncwarp() {
+  alignas(32) static __half a[32 * 32], b[16 * 32];
+  alignas(32) static float c[2 * 256];
+  for (auto& v : a) v = __float2half(1.0f);
+  for (auto& v : b) v = __float2half(1.0f);
+  bool wrong = false;
+  for (unsigned long long seed = 1; seed <= 8 && !wrong; ++seed) {
+    emu::set_schedule_seed(seed);
+    std::fill(std::begin(c), std::end(c), 0.0f);
+    float check[2] = {0, 0};
+    emu::launch<wmma_kernel<__half>>(dim3(1), dim3(64), 0, false, a, b, c, check, false);
+    wrong = check[0] != 256 * 33.0f || check[1] != 256 * 33.0f;
+  }
+  EXPECT(wrong, "a missing __syncwarp after store_matrix_sync went unnoticed over 8 thread orders");
+}
+
+__global__ void wmma_misaligned_kernel(const __half* a) {
+  nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> fa;
+  nvcuda::wmma::load_matrix_sync(fa, a + 1, 16);
+}
+void case_err_wmma_misaligned() {
+  alignas(32) static __half a[17 * 16];
+  emu::launch<wmma_misaligned_kernel>(dim3(1), dim3(32), 0, false, a);
+}
+
 void case_thread_order() {
   std::vector<int> log(128, -1);
   int next = 0;
@@ -569,6 +654,9 @@ const std::map<std::string, std::function<void()>>& cases() {
       {"atomics", case_atomics},
       {"half_bfloat16", case_half_bfloat16},
       {"thread_order", case_thread_order},
+      {"wmma", case_wmma},
+      {"wmma_missing_syncwarp", case_wmma_missing_syncwarp},
+      {"err_wmma_misaligned", case_err_wmma_misaligned},
       {"err_divergent_barrier", case_err_divergent_barrier},
       {"err_different_barriers", case_err_different_barriers},
       {"err_shfl_exited_source", case_err_shfl_exited_source},
