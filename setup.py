@@ -81,6 +81,20 @@ def emulated_cuda_extension(sanitize=False):
                                       extra_compile_args=cxx, extra_link_args=link)
 
 
+def find_cublas(nvidia):
+    """The folder and file name of the cuBLAS the CUDA backend links (its step products call
+    cublasGemmEx): FUSEDRNN_CUBLAS_DIR, else the CUDA wheels' site-packages/nvidia/*/lib, else
+    CUDA_HOME/lib64. At run time the loader finds it by its soname, already loaded by torch."""
+    cuda_home = cpp_extension.CUDA_HOME or os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    dirs = ([os.environ["FUSEDRNN_CUBLAS_DIR"]] if os.environ.get("FUSEDRNN_CUBLAS_DIR") else
+            sorted(glob.glob(os.path.join(nvidia, "*", "lib"))) + [os.path.join(cuda_home, d) for d in ("lib64", "lib")])
+    for d in dirs:
+        names = sorted(os.path.basename(f) for f in glob.glob(os.path.join(d, "libcublas.so*")))
+        if names:
+            return d, "libcublas.so" if "libcublas.so" in names else names[0]
+    sys.exit("fusedrnn: no libcublas.so* in " + ", ".join(dirs) + " (set FUSEDRNN_CUBLAS_DIR to its folder)")
+
+
 def extensions():
     if flag("FUSEDRNN_EMU_SANITIZE"):
         return [emulated_cuda_extension(sanitize=True)]
@@ -103,13 +117,16 @@ def main_extension():
         # The CUDA torch wheels ship cuBLAS & co. headers in site-packages/nvidia/*/include.
         nvidia = os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia")
         include_dirs = sorted(glob.glob(os.path.join(nvidia, "*", "include")))
+        cublas_dir, cublas_lib = find_cublas(nvidia)
         return [
             cpp_extension.CUDAExtension(
                 "fusedrnn._C",
                 sources + cuda_sources,
                 include_dirs=include_dirs,
+                library_dirs=[cublas_dir],
                 define_macros=macros + [("FUSEDRNN_WITH_CUDA", "1")],
                 extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
+                extra_link_args=[f"-l:{cublas_lib}"],
             )
         ]
     return [cpp_extension.CppExtension("fusedrnn._C", sources, define_macros=macros, extra_compile_args=cxx)]

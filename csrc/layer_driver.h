@@ -41,12 +41,13 @@
 //                                          // h_prev, dg_x, dg_h, has_b_ih, has_b_hh, gw_ih&, gw_hh&,
 //                                          // gb_ih&, gb_hh&) computes the weight and bias gradients or
 //                                          // returns false (then the driver's BLAS products do)
-//   static constexpr bool kUnitSplit;      // true: template <class S, class A> static bool
-//                                          // unit_split_forward(const ForwardCall<S, A>&, const Tensor& W_hh)
-//                                          // and unit_split_backward(const BackwardCall<S, A>&, W_hh) run
-//                                          // the step loop themselves (the hidden units split between
-//                                          // threads) or return false untouched; step_input_projection is
-//                                          // false for a call unit_split_forward takes
+//   static constexpr bool kOwnStepLoops;   // true: template <class S, class A> static bool
+//                                          // own_forward_loop(const ForwardCall<S, A>&, const Tensor& W_hh)
+//                                          // and own_backward_loop(const BackwardCall<S, A>&, W_hh) run
+//                                          // the whole step loop themselves (the CPU: the hidden units
+//                                          // split between threads; CUDA: persistent kernels) or return
+//                                          // false untouched; step_input_projection is false for a call
+//                                          // own_forward_loop takes
 //   static constexpr bool kRowBlocks;      // true: template <class F> static void
 //                                          // for_row_blocks(const LayerShape&, const F& f) calls
 //                                          // f(r0, r1) over blocks of rows covering [0, B), each
@@ -307,9 +308,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
                                             s.proj ? h_raw.data_ptr<scalar_t>() : nullptr,
                                             train && RW > 0 ? reserve.data_ptr<acc_t>() : nullptr,
                                             hw.data_ptr<acc_t>()};
-    // A backend may run the step loop itself, the hidden units split between threads.
-    if constexpr (Backend::kUnitSplit) {
-      if (Backend::unit_split_forward(call, Whh)) return;
+    // A backend may run the step loop itself (the CPU's unit split, CUDA's persistent kernels).
+    if constexpr (Backend::kOwnStepLoops) {
+      if (Backend::own_forward_loop(call, Whh)) return;
     }
     using StepWeight = typename Backend::template StepWeight<scalar_t>;
     const StepWeight whh(s, Whh, true);
@@ -411,9 +412,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer
                                              lstm ? dc.data_ptr<acc_t>() : nullptr,
                                              dg_x.data_ptr<scalar_t>(),
                                              dg_h.data_ptr<scalar_t>()};
-    // A backend may run the step loop itself, the hidden units split between threads.
-    if constexpr (Backend::kUnitSplit) {
-      if (Backend::unit_split_backward(call, Whh)) return;
+    // A backend may run the step loop itself (the CPU's unit split, CUDA's persistent kernels).
+    if constexpr (Backend::kOwnStepLoops) {
+      if (Backend::own_backward_loop(call, Whh)) return;
     }
     using StepWeight = typename Backend::template StepWeight<scalar_t>;
     const StepWeight whh(s, Whh, false);

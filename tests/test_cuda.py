@@ -1,10 +1,13 @@
 """The CUDA kernels against torch.nn, float64 references, torch's own half/bfloat16 error, determinism
-and the CPU backend, on two targets:
+and the CPU backend, on each of the backend's two paths (FUSEDRNN_CUDA_PATH: the standard per-step
+kernels, and the persistent kernels, one cooperative launch a layer and direction) and two targets:
   - cuda: the GPU build, on a GPU (skipped, with the reason shown by `pytest -rs`, where there is none);
   - emu:  the same kernel source compiled over fusedrnn's CUDA emulation layer (fusedrnn.emulation),
           on CPU tensors, everywhere the test command has built it (FUSEDRNN_EMU=1; it fails, not
           skips, when FUSEDRNN_EXPECT_EMU=1 and the build is missing).
-Sizes make a step span several blocks of 256 threads, the last one partial (batch 9 x hidden 37).
+Sizes make a step span several blocks of 256 threads, the last one partial (batch 9 x hidden 37);
+on the persistent path the emulated device has 8 SMs, so hidden 37 is 8 slices of 5 units and one
+of 2. float64 has no persistent kernel (it runs the standard path on both).
 """
 import contextlib
 import itertools
@@ -29,24 +32,40 @@ class Target:
     name: str
     device: str  # where the tensors live
     layer_forward: object  # the op the kernels are registered under
+    path: str = "standard"
+
+
+EMU_PERSISTENT_SMS = 8
 
 
 @pytest.fixture
-def emu():
-    """The emulated CUDA backend, enabled for the test, threads in order at every barrier."""
+def emu(monkeypatch):
+    """The emulated CUDA backend on its standard path, enabled for the test, threads in order."""
     require_emulation()
+    monkeypatch.setenv("FUSEDRNN_CUDA_PATH", "standard")
     with emulation.enabled(seed=0):
         yield Target("emu", "cpu", torch.ops.fusedrnn_emu.layer_forward)
 
 
-@pytest.fixture(params=["cuda", "emu"])
-def target(request):
-    if request.param == "cuda":
+@pytest.fixture
+def emu_persistent(monkeypatch):
+    """The emulated CUDA backend on its persistent path, on an emulated device of 8 SMs."""
+    require_emulation()
+    monkeypatch.setenv("FUSEDRNN_CUDA_PATH", "persistent")
+    with emulation.enabled(seed=0, sm_count=EMU_PERSISTENT_SMS):
+        yield Target("emu-persistent", "cpu", torch.ops.fusedrnn_emu.layer_forward, "persistent")
+
+
+@pytest.fixture(params=["cuda", "cuda-persistent", "emu", "emu-persistent"])
+def target(request, monkeypatch):
+    if request.param.startswith("cuda"):
         if not torch.cuda.is_available():
             pytest.skip("no CUDA GPU on this machine")
-        yield Target("cuda", "cuda", torch.ops.fusedrnn.layer_forward)
+        path = "persistent" if request.param.endswith("persistent") else "standard"
+        monkeypatch.setenv("FUSEDRNN_CUDA_PATH", path)
+        yield Target(request.param, "cuda", torch.ops.fusedrnn.layer_forward, path)
     else:
-        yield request.getfixturevalue("emu")
+        yield request.getfixturevalue(request.param.replace("-", "_"))
 
 
 @pytest.fixture(autouse=True)
@@ -204,7 +223,7 @@ def test_deterministic_over_runs_and_thread_orders(target, cell, dtype):
     second = run(cell, dtype, target.device, True, *args)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-    if target.name == "emu":  # the threads of every block in another order at every barrier
+    if target.name.startswith("emu"):  # the threads of every block in another order at every barrier
         emulation.set_schedule_seed(12345)
         shuffled = run(cell, dtype, target.device, True, *args)
         for a, b in zip(first, shuffled):
@@ -246,6 +265,70 @@ def test_emulated_launches_span_several_blocks(emu):
     assert launches < blocks <= 2 * launches
 
 
+def test_persistent_path_is_one_cooperative_launch_per_layer_and_direction(emu_persistent):
+    before = emulation.stats()
+    ref, x, lengths, h0, c0 = problem("gru")
+    run("gru", torch.float32, "cpu", True, ref._flat_weights, x, lengths, h0, c0, 2, True)
+    after = emulation.stats()
+    coop = after["cooperative_launches"] - before["cooperative_launches"]
+    assert coop == 2 * 2 * 2  # layers x directions x (forward, backward)
+    assert after["launches"] - before["launches"] == coop  # no per-step launches left
+    assert after["blocks"] - before["blocks"] == coop * 8  # 37 units in slices of 5: 8 blocks
+    assert after["grid_barriers"] - before["grid_barriers"] == coop * T  # one a step
+
+
+@pytest.mark.parametrize("sms,H", [(8, 37), (37, 37), (3, 37), (5, 1), (4, 64)],
+                         ids=["slices-of-5-and-2", "one-unit-each", "13-13-11", "one-unit", "16-each"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_persistent_slices_of_every_size(emu_persistent, cell, sms, H):
+    emulation.set_sm_count(sms)
+    ref = make_nn(cell, I, H, num_layers=1, bidirectional=True)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    lengths = random_lengths(B, T)
+    h0, c0 = torch.randn(2, B, H, dtype=torch.float64), torch.randn(2, B, H, dtype=torch.float64)
+    args = (ref._flat_weights, x, lengths, h0, c0, 1, True)
+    expected = run(cell, torch.float64, "cpu", True, *args, reference=ref)
+    before = emulation.stats()["cooperative_launches"]
+    got = run(cell, torch.float32, "cpu", True, *args)
+    assert emulation.stats()["cooperative_launches"] - before == 4
+    for a, e in zip(got, expected):
+        assert_rel(a, e, 1e-5, "float32 vs float64")
+
+
+def test_float64_keeps_to_the_standard_path(emu_persistent):
+    before = emulation.stats()["cooperative_launches"]
+    ref, x, lengths, h0, c0 = problem("lstm", 1, False)
+    run("lstm", torch.float64, "cpu", True, ref._flat_weights, x, lengths, h0, c0, 1, False)
+    assert emulation.stats()["cooperative_launches"] == before
+
+
+def test_forced_persistent_path_that_does_not_fit_is_a_clear_error(emu_persistent):
+    emulation.set_sm_count(1)  # all 600 units in one block: 600 x 4 gates x 601 floats of W_hh
+    m = fusedrnn.LSTM(3, 600)
+    with pytest.raises(RuntimeError, match="FUSEDRNN_CUDA_PATH=persistent, but this layer does not fit the "
+                                           "persistent kernel: a slice of 600 units needs"):
+        m(torch.randn(2, 1, 3))
+
+
+def test_cuda_path_rejects_bad_values(emu, monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_CUDA_PATH", "fast")
+    with pytest.raises(RuntimeError, match="FUSEDRNN_CUDA_PATH must be standard or persistent, got 'fast'"):
+        fusedrnn.GRU(3, 4)(torch.randn(2, 1, 3))
+
+
+def test_default_path_is_persistent_where_it_fits(emu, monkeypatch):
+    monkeypatch.delenv("FUSEDRNN_CUDA_PATH")
+    before = emulation.stats()["cooperative_launches"]
+    with torch.no_grad():
+        fusedrnn.GRU(3, 4)(torch.randn(2, 1, 3))
+    assert emulation.stats()["cooperative_launches"] == before + 1
+    emulation.set_sm_count(1)
+    before = emulation.stats()["cooperative_launches"]
+    with torch.no_grad():
+        fusedrnn.LSTM(3, 600)(torch.randn(2, 1, 3))  # does not fit: the standard path, silently
+    assert emulation.stats()["cooperative_launches"] == before
+
+
 def test_device_mismatch_is_a_clear_error():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine")
@@ -275,3 +358,23 @@ def test_autocast_runs_in_the_autocast_dtype(cls, dtype):
     assert rel_err(out, exact) <= 2 * rel_err(expected, exact) + 1e-7
     out.float().sum().backward()
     assert m.weight_ih_l0.grad is not None and m.weight_ih_l0.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("cell,H,B,dtype", [("lstm", 32, 32, torch.float32), ("lstm", 64, 32, torch.float32),
+                                            ("lstm", 64, 32, torch.bfloat16), ("gru", 96, 8, torch.float32)])
+def test_automatic_choice_is_the_performance_models(emu, monkeypatch, cell, H, B, dtype):
+    # fusedrnn.gpu_model mirrors the host code's plan (slices, shared memory, the product clocks the
+    # automatic choice allows): on the emulated device of 1 SM, the path it predicts is the path run.
+    from fusedrnn import gpu_model
+
+    monkeypatch.delenv("FUSEDRNN_CUDA_PATH")
+    emulation.set_sm_count(1)
+    device = gpu_model.Device(sms=1, smem_optin=emulation.device_props()["smem_per_block_optin"])
+    name = {torch.float32: "float32", torch.bfloat16: "bfloat16"}[dtype]
+    predicted = gpu_model.plan(cell, H, B, name, device)["auto_path"]["forward"]
+    m = {"lstm": fusedrnn.LSTM, "gru": fusedrnn.GRU}[cell](3, H).to(dtype)
+    before = emulation.stats()["cooperative_launches"]
+    with torch.no_grad():
+        m(torch.randn(2, B, 3, dtype=dtype))
+    ran = "persistent" if emulation.stats()["cooperative_launches"] > before else "standard"
+    assert ran == predicted

@@ -520,13 +520,13 @@ struct CpuBackend {
   };
 
   static constexpr bool kRowBlocks = true;
-  static constexpr bool kUnitSplit = true;
+  static constexpr bool kOwnStepLoops = true;
   template <typename scalar_t, typename acc_t>
-  static bool unit_split_forward(const ForwardCall<scalar_t, acc_t>& call, const Tensor& Whh) {
+  static bool own_forward_loop(const ForwardCall<scalar_t, acc_t>& call, const Tensor& Whh) {
     return unit_split::forward(call, Whh);
   }
   template <typename scalar_t, typename acc_t>
-  static bool unit_split_backward(const BackwardCall<scalar_t, acc_t>& call, const Tensor& Whh) {
+  static bool own_backward_loop(const BackwardCall<scalar_t, acc_t>& call, const Tensor& Whh) {
     return unit_split::backward(call, Whh);
   }
   template <typename F>

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <utility>
 
+#include "aten_gemm.h"
 #include "emu.h"
 
 namespace cg = cooperative_groups;
@@ -39,6 +40,15 @@ inline T* dynamic_smem() {
 }
 
 inline int multiprocessor_count() { return emu::device_props().sm_count; }
+inline std::size_t max_smem_per_block_optin() { return emu::device_props().smem_per_block_optin; }
+inline at::Tensor to_device(const at::Tensor& host, c10::Device) { return host; }  // the "device" is the CPU
+
+// The standard path's step products: ATen on the CPU (no cuBLAS to emulate).
+template <typename scalar_t, typename out_t>
+void gemm(bool transpose_w, int64_t m, int64_t n, int64_t k, const scalar_t* A, const scalar_t* W, out_t beta,
+          out_t* C, const at::TensorOptions& opts) {
+  aten_gemm(transpose_w, m, n, k, A, W, beta, C, opts);
+}
 template <auto Kernel>
 int max_active_blocks_per_sm(int threads, std::size_t smem) {
   return emu::max_active_blocks_per_sm(threads, smem);
