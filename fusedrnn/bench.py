@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from . import functional as FR
 
 NN_CLASS = {"rnn_tanh": nn.RNN, "rnn_relu": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -230,7 +231,24 @@ def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed
     }
     if lengths is not None:
         row["lengths"] = {"min": int(lengths.min()), "median": int(lengths.median()), "max": int(lengths.max())}
+    if torch.device(device).type == "cuda":
+        row.update(model_columns(case, mode, row["dtype"]))
     return row
+
+
+def model_columns(case, mode, dtype):
+    """The performance model's prediction (fusedrnn.gpu_model) of the recurrent loops of a CUDA case,
+    and the path the CUDA backend takes for it (FUSEDRNN_CUDA_PATH, or the model's automatic choice)."""
+    from . import gpu_model
+
+    if dtype not in gpu_model.ELEM:
+        return {"cuda_path": "standard", "model_loop_ms": None}
+    forced = os.environ.get("FUSEDRNN_CUDA_PATH") or None
+    auto = gpu_model.plan(case.cell, case.hidden_size, case.batch, dtype)["auto_path"]["forward"]
+    return {"cuda_path": forced or auto,
+            "model_loop_ms": gpu_model.predicted_call_ms(case.cell, case.hidden_size, case.batch, case.seq_len,
+                                                         case.num_layers, case.bidirectional, dtype,
+                                                         training=mode == "train")}
 
 
 def grid_cases(cells, batches, inputs, hiddens, seq_lens, layouts, num_layers=1):
@@ -299,6 +317,12 @@ def environment(device):
         env["cudnn"] = torch.backends.cudnn.version()
         env["cudnn_tf32"] = torch.backends.cudnn.allow_tf32
         env["fusedrnn_matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
+        # What fusedrnn's float32 products run on: the persistent kernels' step products on FFMA
+        # (never TF32); the standard path's and the input / weight GEMMs on cuBLAS, TF32 when
+        # torch.backends.cuda.matmul.allow_tf32 is on. half / bfloat16 step products on tensor cores.
+        env["fusedrnn_float32_step_products"] = ("FFMA (persistent path); cuBLAS " +
+                                                 ("TF32" if torch.backends.cuda.matmul.allow_tf32 else "IEEE float32") +
+                                                 " (standard path and the whole-sequence GEMMs)")
     else:
         from . import _C
         env["cpu"] = cpu_name()
@@ -315,11 +339,18 @@ HEADER = (f"{'case':<26} {'cell':<8} {'mode':<6} {'reference':<17} {'runs':>4} {
           f"{'ratio':>7} {'cell loop ms':>13} {'ratio':>7}")
 
 
+MODEL_HEADER = f" {'path':<10} {'model ms':>9}"
+
+
 def format_row(r):
     loop = (f"{r['cell_loop_ms']:>13.3f} {r['cell_loop_ratio']:>6.2f}x" if r.get("cell_loop_ms") is not None
             else f"{'-':>13} {'-':>7}")
-    return (f"{r['name']:<26} {r['cell']:<8} {r['mode']:<6} {r['reference']:<17} {r['runs']:>4} {r['torch_ms']:>10.3f} "
+    line = (f"{r['name']:<26} {r['cell']:<8} {r['mode']:<6} {r['reference']:<17} {r['runs']:>4} {r['torch_ms']:>10.3f} "
             f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x {loop}")
+    if "cuda_path" in r:  # CUDA: the path taken and the model's time for the recurrent loops (the GEMMs not in it)
+        model = f"{r['model_loop_ms']:>9.3f}" if r.get("model_loop_ms") is not None else f"{'-':>9}"
+        line += f" {r['cuda_path']:<10} {model}"
+    return line
 
 
 class Progress:
@@ -379,6 +410,10 @@ def main(argv=None):
                         help="seconds of timed runs per case and mode before it stops repeating (default 2.5)")
     parser.add_argument("--full", action="store_true", help="no budget: every case --repeats times")
     parser.add_argument("--no-cell-loop", action="store_true", help="skip the Python loop of torch.nn cells")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="storage dtype of every case (bfloat16 / float16 are for CUDA; default float32)")
+    parser.add_argument("--tf32", choices=["on", "off", "default"], default="default",
+                        help="CUDA: torch's TF32 flags (cuDNN's and cuBLAS's) on or off; default: as torch sets them")
     parser.add_argument("--out", default="fusedrnn-bench", help="folder for the JSON results and the PNG plot")
     parser.add_argument("--tag", default=None, help="file name stem (default: DEVICE-DATE-TIME)")
     args = parser.parse_args(argv)
@@ -401,12 +436,19 @@ def main(argv=None):
     if not cases:
         parser.error("nothing to run: name --models or add --grid")
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
+    if args.tf32 != "default":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
+    dtype = DTYPES[args.dtype]
+    if device.type != "cuda" and dtype != torch.float32:
+        parser.error(f"--dtype {args.dtype} needs --device cuda: fusedrnn's CPU kernels take float32 and float64")
     env = environment(device)
+    env["dtype"] = args.dtype
     print("environment:", json.dumps(env))
     print("ratio = torch ms / fusedrnn ms (above 1: fusedrnn is faster); cell loop: torch.nn cells stepped "
           "from Python, as the seed notebooks write it")
-    print(HEADER)
-    print("-" * len(HEADER))
+    header = HEADER + (MODEL_HEADER if device.type == "cuda" else "")
+    print(header)
+    print("-" * len(header))
     rows = []
     budget = None if args.full else args.budget
     progress = Progress(len(cases) * len(modes))
@@ -414,7 +456,7 @@ def main(argv=None):
     for case in cases:
         for mode in modes:
             progress.begin(f"{case.name} {mode}")
-            rows.append(run_case(case, mode, device, warmup=args.warmup, repeats=args.repeats,
+            rows.append(run_case(case, mode, device, dtype=dtype, warmup=args.warmup, repeats=args.repeats,
                                  cell_loop=not args.no_cell_loop, budget_s=budget))
             progress.end()
             print(format_row(rows[-1]), flush=True)

@@ -72,3 +72,48 @@ def test_plot_groups_cases_and_switches_to_a_log_axis(tmp_path, monkeypatch):
     rows.append({"name": "c", "mode": "train", "ratio": 37.0})
     assert bench.plot(rows, str(tmp_path / "q.png"), "t")
     assert scales == ["log"]
+
+
+def test_cuda_rows_carry_the_path_and_the_models_time(monkeypatch):
+    # On CUDA each row says which path ran and what the performance model predicts for the
+    # recurrent loops (fusedrnn.gpu_model); shown here without a GPU through model_columns.
+    from fusedrnn import gpu_model
+
+    case = next(c for c in bench.MODELS if c.name == "imdb_gru_packed")
+    monkeypatch.delenv("FUSEDRNN_CUDA_PATH", raising=False)
+    cols = bench.model_columns(case, "train", "float32")
+    assert cols["cuda_path"] == "persistent"
+    expected = gpu_model.step_times("gru", 256, 64, "float32")["training_us"] * 256 * 2 * 2 / 1e3
+    assert cols["model_loop_ms"] == pytest.approx(expected)
+    monkeypatch.setenv("FUSEDRNN_CUDA_PATH", "standard")
+    assert bench.model_columns(case, "infer", "bfloat16")["cuda_path"] == "standard"
+    assert bench.model_columns(case, "infer", "float64") == {"cuda_path": "standard", "model_loop_ms": None}
+    row = {"name": case.name, "cell": "gru", "mode": "train", "reference": "cudnn", "runs": 5, "torch_ms": 2.0,
+           "fusedrnn_ms": 1.0, "ratio": 2.0, "cell_loop_ms": None, **cols}
+    line = bench.format_row(row)
+    assert line.split()[-2:] == ["persistent", f"{cols['model_loop_ms']:.3f}"]
+    assert len(bench.HEADER + bench.MODEL_HEADER) == len(line)
+
+
+def test_low_precision_dtypes_need_cuda(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "agnews_rnn", "--device", "cpu", "--dtype", "bfloat16"])
+    assert "--dtype bfloat16 needs --device cuda" in capsys.readouterr().err
+
+
+def test_gpu_run_dry_run_prints_the_plan_within_ten_minutes():
+    import os
+    import re
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(["bash", os.path.join(root, "scripts", "gpu_run.sh"), "--dry-run"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    stages = re.findall(r"^\s+(\S+)\s+at most\s+(\d+) s", r.stdout, re.M)
+    assert [s for s, _ in stages] == ["build", "ptxas", "pytest", "memcheck", "racecheck", "bench-f32",
+                                      "bench-f32-tf32", "bench-bf16", "model"]
+    assert sum(int(t) for _, t in stages) <= 600
+    assert "--tf32 off" in r.stdout and "--tf32 on" in r.stdout and "--dtype bfloat16" in r.stdout
+    assert "--seq-len 100,1000" in r.stdout and "--layout dense,packed" in r.stdout
+    assert "--hidden 256,1024" in r.stdout and "--batch 1,16,64" in r.stdout
