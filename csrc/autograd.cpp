@@ -25,15 +25,17 @@ class ConcatFunction : public torch::autograd::Function<ConcatFunction> {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("fusedrnn::concat_directions", "")
                          .typed<Tensor(const Tensor&, const Tensor&)>();
-    ctx->saved_data["split"] = forward.dim() > 0 ? forward.size(-1) : int64_t(0);
+    // Symbolic sizes (sym_size, narrow_symint): under torch.compile / torch.export size() would
+    // specialize every dimension of a fake tensor to its example value.
+    ctx->saved_data["split"] = forward.dim() > 0 ? forward.sym_size(-1) : c10::SymInt(0);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op.call(forward, reverse);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Tensor& g = grads[0];
     if (!g.defined()) return {Tensor(), Tensor()};
-    const int64_t split = ctx->saved_data["split"].toInt();
-    return {g.narrow(-1, 0, split), g.narrow(-1, split, g.size(-1) - split)};
+    const c10::SymInt split = ctx->saved_data["split"].toSymInt();
+    return {g.narrow_symint(-1, 0, split), g.narrow_symint(-1, split, g.sym_size(-1) - split)};
   }
 };
 

@@ -92,9 +92,11 @@ void check_concat_args(const at::Tensor& forward, const at::Tensor& reverse) {
   TORCH_CHECK(forward.dim() >= 1 && forward.dim() == reverse.dim(),
               "fusedrnn: concat_directions expects two tensors of the same number (>= 1) of dimensions, got ",
               forward.dim(), " and ", reverse.dim());
-  TORCH_CHECK(forward.sizes().slice(0, forward.dim() - 1) == reverse.sizes().slice(0, reverse.dim() - 1),
-              "fusedrnn: concat_directions expects the same sizes but in the last dimension, got ", forward.sizes(),
-              " and ", reverse.sizes());
+  // sym_sizes: under torch.compile / torch.export this kernel also runs on meta tensors with
+  // symbolic sizes (CompositeExplicitAutograd covers Meta), and sizes() would specialize them.
+  TORCH_CHECK(forward.sym_sizes().slice(0, forward.dim() - 1) == reverse.sym_sizes().slice(0, reverse.dim() - 1),
+              "fusedrnn: concat_directions expects the same sizes but in the last dimension, got ",
+              forward.sym_sizes(), " and ", reverse.sym_sizes());
   TORCH_CHECK(forward.scalar_type() == reverse.scalar_type() && forward.device() == reverse.device(),
               "fusedrnn: concat_directions expects one dtype and device, got ", forward.scalar_type(), " on ",
               forward.device(), " and ", reverse.scalar_type(), " on ", reverse.device());
@@ -118,4 +120,6 @@ at::Tensor concat_directions_any(const at::Tensor& forward, const at::Tensor& re
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) { m.impl("concat_directions", &concat_directions_cpu); }
-TORCH_LIBRARY_IMPL(fusedrnn, CompositeExplicitAutograd, m) { m.impl("concat_directions", &concat_directions_any); }
+// Not CompositeExplicitAutograd: that would also serve the Meta key, and FakeTensor (torch.compile,
+// torch.export) would run it instead of the fake kernel in fusedrnn/_ops.py and specialize the sizes.
+TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) { m.impl("concat_directions", &concat_directions_any); }

@@ -19,6 +19,13 @@ from torch.nn.utils.rnn import PackedSequence
 from . import functional as FR
 from . import _ops
 
+
+def _tracing():
+    """True while torch.compile or torch.export traces the caller."""
+    compiler = getattr(torch, "compiler", None)
+    checks = [getattr(compiler, name, None) for name in ("is_compiling", "is_exporting")]
+    return any(check is not None and check() for check in checks)
+
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -130,6 +137,15 @@ class RNNBase(nn.Module):
         if self._weights_have_changed():
             self._init_flat_weights()
 
+    def _forward_weights(self):
+        """The weights a forward call uses. While torch.compile or torch.export traces it, the
+        parameters are stand-ins: read them without reassigning _flat_weights (an attribute set
+        inside a traced forward is a side effect that export warns about)."""
+        if _tracing():
+            return [getattr(self, n) if hasattr(self, n) else None for n in self._flat_weights_names]
+        self._update_flat_weights()
+        return self._flat_weights
+
     def _apply(self, fn, recurse=True):
         self._flat_weight_refs = []
         result = super()._apply(fn, recurse)
@@ -203,7 +219,7 @@ class RNNBase(nn.Module):
             raise RuntimeError(msg.format(expected, list(hx.size())))
 
     def forward(self, input, hx=None):
-        self._update_flat_weights()
+        weights = self._forward_weights()
         lstm = self.mode == "LSTM"
         name = {"LSTM": "LSTM", "GRU": "GRU"}.get(self.mode, "RNN")
         packed = isinstance(input, PackedSequence)
@@ -250,14 +266,14 @@ class RNNBase(nn.Module):
                 self._check_hidden(hx, h_size)
         if not packed and data.size(1 if self.batch_first else 0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
-        for w in self._flat_weights:
+        for w in weights:
             _check_device(data, w)
         if hx is not None:
             for s in (hx if lstm else (hx,)):
-                _check_device(s, self._flat_weights[0])
+                _check_device(s, weights[0])
 
         output, state = FR.rnn(
-            _CELL[self.mode], input if packed else data, hx, self._flat_weights, num_layers=self.num_layers,
+            _CELL[self.mode], input if packed else data, hx, weights, num_layers=self.num_layers,
             bias=self.bias, bidirectional=self.bidirectional, dropout=self.dropout, training=self.training,
             batch_first=self.batch_first,
         )

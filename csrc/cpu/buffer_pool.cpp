@@ -58,7 +58,10 @@ class Pool final : public c10::Allocator {
         release();  // the idle blocks may be what is missing
         if (posix_memalign(&ptr, kAlignment, size) != 0) ptr = nullptr;
       }
-      TORCH_CHECK(ptr != nullptr, "fusedrnn: out of memory allocating a CPU buffer of ", size, " bytes");
+      // torch.OutOfMemoryError in Python (a RuntimeError, as torch's own CPU allocator raises; the
+      // CUDA caching allocator raises this type too), so that OOM handlers catch it.
+      TORCH_CHECK_WITH(OutOfMemoryError, ptr != nullptr, "fusedrnn: out of memory allocating a CPU buffer of ", size,
+                       " bytes");
       block = new Block{ptr, size};
     }
     return {block->ptr, block, &Pool::give_back, c10::Device(c10::kCPU)};
