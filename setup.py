@@ -141,7 +141,8 @@ setup(
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
     install_requires=["torch>=2.4"],
-    extras_require={"test": ["pytest", "pytest-benchmark"], "bench": ["matplotlib", "tqdm"]},
+    extras_require={"test": ["pytest", "pytest-benchmark", "hypothesis", "onnx", "onnxscript", "onnxruntime"],
+                    "bench": ["matplotlib", "tqdm"], "onnx": ["onnx", "onnxscript", "onnxruntime"]},
     entry_points={"console_scripts": ["fusedrnn=fusedrnn.__main__:main"]},
     zip_safe=False,
 )

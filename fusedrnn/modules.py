@@ -200,6 +200,11 @@ class RNNBase(nn.Module):
 
     def _check_input(self, input, packed):
         weight = self._flat_weights[0]
+        if input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled() and packed and self.mode == "LSTM":
+            # torch.nn.LSTM checks no dtype on packed input: its first product fails.
+            names = {torch.float64: "Double", torch.float32: "Float", torch.float16: "Half", torch.bfloat16: "BFloat16"}
+            raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {names.get(input.dtype, input.dtype)} "
+                               f"and {names.get(weight.dtype, weight.dtype)}")
         if input.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
             raise ValueError(
                 f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "

@@ -15,7 +15,8 @@ else
   PY="$ROOT/$VENV/bin/python"
   echo "== installing ${FUSEDRNN_TORCH:-torch==2.13.0} and the build and test tools into $VENV"
   "$PY" -m pip install -q --disable-pip-version-check "${FUSEDRNN_TORCH:-torch==2.13.0}" \
-    ninja pybind11 pytest pytest-benchmark setuptools wheel numpy matplotlib tqdm
+    ninja pybind11 pytest pytest-benchmark setuptools wheel numpy matplotlib tqdm \
+    hypothesis onnx onnxscript onnxruntime
 fi
 "$PY" -c "import torch; print('== torch', torch.__version__, 'cuda', torch.version.cuda)"
 echo "== building fusedrnn (pip install --no-build-isolation -e .)"
