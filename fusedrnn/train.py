@@ -9,8 +9,16 @@ a one-cycle schedule (warm-up over the first quarter from lr/25, cosine annealin
 momentum 0.95 -> 0.85 -> 0.95), and model.reset() before training and before validation in every
 epoch. --compare trains the model with torch.nn and with fusedrnn from the same seed and prints both
 tables and the speed ratio.
+
+Data-parallel: `torchrun --nproc-per-node N -m fusedrnn.train MODEL [...]` (gloo on the CPU, NCCL
+on GPUs, one GPU a rank). Each rank trains on its shard of the training batches (batch k goes to
+rank k % N, the same number of batches on every rank) under DistributedDataParallel, so a step sees
+N batches; the schedule counts the steps of one rank. Every rank validates on the whole validation
+set; only rank 0 prints, writes the JSON and saves checkpoints; --resume restores every rank
+(each rank's random state is in the checkpoint).
 """
 import argparse
+import builtins
 import json
 import os
 import statistics
@@ -59,6 +67,23 @@ def _reset(model):
         model.reset()
 
 
+def _dist():
+    """(rank, world size) of the process group, or (0, 1) outside one."""
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
+
+
+def _sum_across_ranks(*values):
+    """The values summed over the ranks (as they are on one rank)."""
+    if _dist()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return tuple(t.tolist())
+
+
 def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", checkpoint=None, resume=None,
                   stop_after=None, log=print, progress=True, data_dir=None):
     """Train task's model for `epochs` (the schedule's length), stopping early after epoch
@@ -67,9 +92,21 @@ def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", check
     device = torch.device(device)
     epochs = epochs or task.epochs
     train_batches, valid_batches = task.data(data_dir)
+    rank, world = _dist()
+    if world > 1:  # this rank's shard, the same number of batches on every rank
+        per_rank = len(train_batches) // world
+        if per_rank == 0:
+            raise ValueError(f"{task.name} has {len(train_batches)} training batches, fewer than the {world} ranks")
+        train_batches = [train_batches[k] for k in range(rank, per_rank * world, world)]
     torch.manual_seed(seed)
-    model = task.build(rnn, device)
-    opt = torch.optim.AdamW(_param_groups(model, task.wd), lr=task.lr, betas=(0.9, 0.99), eps=1e-5)
+    module = task.build(rnn, device)
+    model = module
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        torch.manual_seed(seed + rank)  # dropout masks differ between the shards
+    opt = torch.optim.AdamW(_param_groups(module, task.wd), lr=task.lr, betas=(0.9, 0.99), eps=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=task.lr, total_steps=epochs * len(train_batches), pct_start=0.25, anneal_strategy="cos",
         cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25.0, final_div_factor=1e5 / 25)
@@ -79,10 +116,13 @@ def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", check
         if state["task"] != task.name or state["rnn"] != rnn:
             raise ValueError(f"checkpoint {resume} is for {state['task']} with {state['rnn']}, not {task.name} "
                              f"with {rnn}")
-        model.load_state_dict(state["model"])
+        module.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(rngs) != world:
+            raise ValueError(f"checkpoint {resume} was written by {len(rngs)} rank(s); resume it with as many")
+        torch.set_rng_state(rngs[rank])
         history, start_epoch, train_seconds = state["history"], state["epoch"], state["train_seconds"]
         log(f"resumed {task.name} ({rnn}) after epoch {start_epoch} from {resume}")
 
@@ -91,7 +131,7 @@ def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", check
         log(_format_row(row))
     for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
         t0 = time.perf_counter()
-        _reset(model)
+        _reset(module)
         model.train()
         total_loss, n = 0.0, 0
         for k, batch in enumerate(train_batches):
@@ -110,13 +150,14 @@ def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", check
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - t0
         train_seconds += epoch_seconds
-        _reset(model)
+        total_loss, n = _sum_across_ranks(total_loss, n)
+        _reset(module)
         model.eval()
         valid_loss, correct, count = 0.0, 0, 0
         with torch.no_grad():
             for batch in valid_batches:
                 inputs, target = _to(batch, device)
-                out = model(*inputs)
+                out = module(*inputs)
                 valid_loss += task.loss(out, target).item()
                 c, t = task.accuracy(out, target)
                 correct, count = correct + c, count + t
@@ -125,12 +166,20 @@ def fit_one_cycle(task, rnn="fusedrnn", epochs=None, seed=0, device="cpu", check
         history.append(row)
         log(_format_row(row))
         if checkpoint:
-            torch.save({"task": task.name, "rnn": rnn, "seed": seed, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                        "history": history, "train_seconds": train_seconds}, checkpoint)
+            rngs = [torch.get_rng_state()]
+            if world > 1:
+                rngs = [None] * world
+                torch.distributed.all_gather_object(rngs, torch.get_rng_state())
+            if rank == 0:
+                torch.save({"task": task.name, "rnn": rnn, "seed": seed, "epoch": epoch + 1,
+                            "model": module.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "rng": rngs if world > 1 else rngs[0],
+                            "history": history, "train_seconds": train_seconds, "world_size": world}, checkpoint)
+            if world > 1:
+                torch.distributed.barrier()  # the checkpoint is on disk before any rank goes on
     return {"task": task.name, "rnn": rnn, "seed": seed, "epochs": epochs, "history": history,
             "final_accuracy": history[-1]["accuracy"] if history else None, "train_seconds": train_seconds,
-            "model": model}
+            "model": module, "world_size": world}
 
 
 def _format_row(row):
@@ -158,6 +207,25 @@ def main(argv=None):
                         help="data folder: AG News (train.csv, test.csv), IMDB (aclImdb), or text files for char_lstm")
     args = parser.parse_args(argv)
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():  # under torchrun
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if args.device.startswith("cuda"):
+            args.device = f"cuda:{local}"
+            torch.cuda.set_device(local)
+        torch.distributed.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+        if args.compare or args.seeds:
+            parser.error("under torchrun, train one model with one seed; drop --compare / --seeds")
+    try:
+        return _main(parser, args)
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _main(parser, args):
+    rank = _dist()[0]
+    print = builtins.print if rank == 0 else (lambda *a, **k: None)  # noqa: A001  (only rank 0 prints)
     if args.list or not args.model:
         for name, task in MODELS.items():
             print(f"{name:<19} {task.description} (epochs {task.epochs}, lr {task.lr}, wd {task.wd})")
@@ -172,10 +240,11 @@ def main(argv=None):
     runs = []
     for seed in seeds:
         for rnn in backends:
-            print(f"\n== {task.name} with {rnn}, seed {seed}, on {args.device}")
+            ranks = f" x {_dist()[1]} ranks" if _dist()[1] > 1 else ""
+            print(f"\n== {task.name} with {rnn}, seed {seed}, on {args.device}{ranks}")
             try:
                 result = fit_one_cycle(task, rnn, args.epochs, seed, args.device, args.checkpoint, args.resume,
-                                       args.stop_after, data_dir=args.data)
+                                       args.stop_after, log=print, progress=rank == 0, data_dir=args.data)
             except FileNotFoundError as e:
                 parser.exit(2, f"error: {e}\n")
             model = result.pop("model")
@@ -199,7 +268,7 @@ def main(argv=None):
         ratio = summary["torch"]["median_train_seconds"] / summary["fusedrnn"]["median_train_seconds"]
         summary["speed_ratio"] = ratio
         print(f"speed: torch.nn training time / fusedrnn training time = {ratio:.2f}x")
-    if args.json:
+    if args.json and rank == 0:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"model": task.name, "device": args.device, "torch": torch.__version__, "runs": runs,

@@ -189,3 +189,32 @@ def test_distributed_data_parallel_over_two_processes_equals_one(tmp_path):
     for x, y in zip(a, b):
         assert_rel(y, x, 1e-5)
     assert all(not torch.equal(x, i) for x, i in zip(a, initial))  # and training moved every tensor
+
+
+def test_torchrun_trains_data_parallel_only_rank_0_reports_and_resume_works(tmp_path):
+    def torchrun(*args):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "fusedrnn.train",
+               "LMModel5", "--epochs", "2", *args]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    def table(out):
+        return [line for line in out.splitlines() if line[:1].isdigit()]
+
+    straight = torchrun("--json", "run.json")
+    assert straight.count("== summary") == 1 and "on cpu x 2 ranks" in straight  # rank 0 alone prints
+    assert len(table(straight)) == 2
+    torchrun("--checkpoint", "ck.pt", "--stop-after", "1")
+    state = torch.load(tmp_path / "ck.pt", weights_only=False)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["epoch"] == 1
+    resumed = torchrun("--resume", "ck.pt")
+    # The same losses and accuracies, to the digit, as the run that was not interrupted (times aside).
+    assert [row.split()[:4] for row in table(resumed)] == [row.split()[:4] for row in table(straight)]
+    from fusedrnn import train
+    from fusedrnn.models import MODELS
+
+    with pytest.raises(ValueError, match="written by 2 rank"):
+        train.fit_one_cycle(MODELS["LMModel5"], epochs=2, resume=str(tmp_path / "ck.pt"), log=lambda *_: None,
+                            progress=False)

@@ -36,7 +36,7 @@ def test_python_blocks_run():
         subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=300)
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/training.md", "docs/performance.md"])
+@pytest.mark.parametrize("page", ["README.md", "docs/training.md", "docs/performance.md", "docs/production.md"])
 def test_shell_commands_are_real(page):
     """Every command line of the page's bash blocks names a script that bash can parse, or a
     python -m module; the quick ones (--list, --help) run."""
@@ -49,9 +49,11 @@ def test_shell_commands_are_real(page):
                 words = part.split()
                 if words[0] == "bash":
                     subprocess.run(["bash", "-n", os.path.join(ROOT, words[1])], check=True)
-                elif words[:2] == ["python", "-m"]:
-                    module = words[2]
-                    quick = [w for w in words[3:] if w in ("--list", "--help")]
+                elif words[:2] == ["python", "-m"] or (words[0] == "torchrun" and "-m" in words):
+                    # torchrun ... -m MODULE ...: the module's --help (a distributed run is test_production's)
+                    at = words.index("-m")
+                    module = words[at + 1]
+                    quick = [w for w in words[at + 2:] if w in ("--list", "--help")]
                     args = quick or ["--help"]
                     r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                                        cwd=ROOT, timeout=300)
