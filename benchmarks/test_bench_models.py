@@ -1,4 +1,5 @@
-"""pytest-benchmark suite: fusedrnn and torch.nn side by side at the documented models' shapes.
+"""pytest-benchmark suite: fusedrnn, torch.nn and (CPU inference, dense) ONNX Runtime side by side at
+the documented models' shapes.
 
     bash scripts/bench-suite.sh            (or: python -m pytest benchmarks --benchmark-only)
 
@@ -7,16 +8,18 @@ Not part of the test run (pyproject's testpaths is tests/). Compare with --bench
 import pytest
 import torch
 
-from fusedrnn.bench import MODELS, make_steps
+from fusedrnn.bench import MODELS, make_steps, ort_available
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@pytest.mark.parametrize("impl", ["torch", "fusedrnn"])
+@pytest.mark.parametrize("impl", ["torch", "fusedrnn", "ort"])
 @pytest.mark.parametrize("mode", ["infer", "train"])
 @pytest.mark.parametrize("case", MODELS, ids=[c.name for c in MODELS])
 def test_documented_model_shape(benchmark, case, mode, impl):
-    steps, _ = make_steps(case, mode, DEVICE, cell_loop=False)
+    if impl == "ort" and not (ort_available() and mode == "infer" and DEVICE.type == "cpu" and not case.packed):
+        pytest.skip("ONNX Runtime: CPU inference of dense cases, with onnxruntime and onnxscript installed")
+    steps, _ = make_steps(case, mode, DEVICE, cell_loop=False, ort=impl == "ort")
     step = steps[impl]
     if DEVICE.type == "cuda":
         def run():

@@ -174,10 +174,60 @@ def make_cell_loop(case, module):
     return forward
 
 
-def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True):
-    """One callable per implementation ('torch', 'fusedrnn', and 'cell_loop' for dense input), each
-    running one forward (mode 'infer', no grad) or forward plus backward (mode 'train') on the same
-    inputs and weights. Also returns the lengths of a packed case (else None)."""
+def ort_available():
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def ort_reference(case, module, x):
+    """ONNX Runtime's run of torch.nn's `module` on `x`, as a user deploying it gets it: the module
+    exported by torch.onnx.export (dynamo), an InferenceSession on the CPU with torch's thread count
+    and spinning off (ONNX Runtime's threads spin after each run by default, which on a small
+    machine steals the CPU from whatever runs next). Returns a callable running it once, or None
+    where ONNX Runtime does not apply (packed input, projections)."""
+    if case.packed:
+        return None
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+
+    class Outputs(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, inp):
+            out, state = self.m(inp)
+            return out, (state[0] if isinstance(state, tuple) else state)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(Outputs(module).eval(), (x.detach(),), dynamo=True, verbose=False)
+    path = os.path.join(tempfile.mkdtemp(prefix="fusedrnn-ort-"), f"{case.name}.onnx")
+    program.save(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.detach().numpy()}
+    expected = Outputs(module)(x)[0].detach().numpy()
+    got = session.run(None, feed)[0]
+    if not (abs(got - expected).max() <= 1e-4 * max(1.0, abs(expected).max())):
+        raise RuntimeError(f"ONNX Runtime's {case.name} does not compute torch.nn's output")
+    return lambda: session.run(None, feed)
+
+
+def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True, ort=False):
+    """One callable per implementation ('torch', 'fusedrnn', and 'cell_loop' for dense input, 'ort'
+    with ort=True where ONNX Runtime applies: inference of a dense case on the CPU), each running one
+    forward (mode 'infer', no grad) or forward plus backward (mode 'train') on the same inputs and
+    weights. Also returns the lengths of a packed case (else None)."""
     gen = torch.Generator().manual_seed(seed)
     kwargs = {"nonlinearity": "relu"} if case.cell == "rnn_relu" else {}
     module = NN_CLASS[case.cell](case.input_size, case.hidden_size, case.num_layers,
@@ -217,17 +267,23 @@ def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True):
             return out, ((h, h) if case.cell == "lstm" else h)
 
         steps["cell_loop"] = timed(loop_forward)
+    if ort and mode == "infer" and device.type == "cpu" and dtype == torch.float32:
+        run_ort = ort_reference(case, module, x)
+        if run_ort is not None:
+            steps["ort"] = run_ort
     return steps, lengths
 
 
-def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True, budget_s=None):
-    steps, lengths = make_steps(case, mode, device, dtype, seed, cell_loop)
+def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True, budget_s=None,
+             ort=False):
+    steps, lengths = make_steps(case, mode, torch.device(device), dtype, seed, cell_loop, ort)
     ms, runs = interleaved_ms(steps, device, warmup, repeats, budget_s)
     row = {
         **asdict(case), "mode": mode, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "reference": reference_backend(case, device), "runs": runs, "torch_ms": ms["torch"], "fusedrnn_ms": ms["fusedrnn"],
         "ratio": ms["torch"] / ms["fusedrnn"], "cell_loop_ms": ms.get("cell_loop"),
         "cell_loop_ratio": ms["cell_loop"] / ms["fusedrnn"] if "cell_loop" in ms else None,
+        "ort_ms": ms.get("ort"), "ort_ratio": ms["ort"] / ms["fusedrnn"] if "ort" in ms else None,
     }
     if lengths is not None:
         row["lengths"] = {"min": int(lengths.min()), "median": int(lengths.median()), "max": int(lengths.max())}
@@ -259,8 +315,9 @@ def grid_cases(cells, batches, inputs, hiddens, seq_lens, layouts, num_layers=1)
 
 
 def plot(rows, path, title):
-    """A PNG of the speed-ups (needs matplotlib): one group of bars per case, inference and training
-    side by side, a line at 1x, a log axis when the ratios span more than 10x."""
+    """A PNG of the speed-ups (needs matplotlib): one group of bars per case, inference (against
+    torch.nn, and against ONNX Runtime where it ran) and training side by side, a line at 1x, a log
+    axis when the ratios span more than 10x."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -268,19 +325,21 @@ def plot(rows, path, title):
     except ImportError:
         return False
     names = list(dict.fromkeys(r["name"] for r in rows))
-    modes = [m for m in ("infer", "train") if any(r["mode"] == m for r in rows)]
     by_key = {(r["name"], r["mode"]): r["ratio"] for r in rows}
+    by_key.update({(r["name"], "ort"): r["ort_ratio"] for r in rows if r.get("ort_ratio") is not None})
+    modes = [m for m in ("infer", "ort", "train") if any(k[1] == m for k in by_key)]
     ratios = list(by_key.values())
     log = max(ratios) / min(ratios) > 10
     height = 0.8 / len(modes)
-    colors = {"infer": "tab:blue", "train": "tab:orange"}
+    colors = {"infer": "tab:blue", "ort": "tab:green", "train": "tab:orange"}
+    labels = {"infer": "inference", "ort": "inference vs ONNX Runtime", "train": "training"}
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(names) * max(1, len(modes) / 1.5) + 1.6))
     for k, mode in enumerate(modes):
         ys = [i + (k - (len(modes) - 1) / 2) * height for i in range(len(names))]
         vals = [by_key.get((n, mode)) for n in names]
         shown = [(y, v) for y, v in zip(ys, vals) if v is not None]
         ax.barh([y for y, _ in shown], [v for _, v in shown], height=height * 0.95, color=colors[mode],
-                label="inference" if mode == "infer" else "training")
+                label=labels[mode])
         for y, v in shown:
             ax.text(v, y, f" {v:.2f}x", va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=1)
@@ -288,7 +347,8 @@ def plot(rows, path, title):
         ax.set_xscale("log")
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("speed-up: torch.nn time / fusedrnn time" + (" (log scale)" if log else "") + "; 1x marked")
+    ax.set_xlabel("speed-up: reference time / fusedrnn time (torch.nn; green: ONNX Runtime)" +
+                  (" (log scale)" if log else "") + "; 1x marked")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -340,6 +400,7 @@ HEADER = (f"{'case':<26} {'cell':<8} {'mode':<6} {'reference':<17} {'runs':>4} {
 
 
 MODEL_HEADER = f" {'path':<10} {'model ms':>9}"
+ORT_HEADER = f" {'ORT ms':>9} {'ratio':>7}"
 
 
 def format_row(r):
@@ -347,6 +408,9 @@ def format_row(r):
             else f"{'-':>13} {'-':>7}")
     line = (f"{r['name']:<26} {r['cell']:<8} {r['mode']:<6} {r['reference']:<17} {r['runs']:>4} {r['torch_ms']:>10.3f} "
             f"{r['fusedrnn_ms']:>12.3f} {r['ratio']:>6.2f}x {loop}")
+    if r.get("ort_column"):  # ONNX Runtime: its time and ORT ms / fusedrnn ms
+        line += (f" {r['ort_ms']:>9.3f} {r['ort_ratio']:>6.2f}x" if r.get("ort_ms") is not None
+                 else f" {'-':>9} {'-':>7}")
     if "cuda_path" in r:  # CUDA: the path taken and the model's time for the recurrent loops (the GEMMs not in it)
         model = f"{r['model_loop_ms']:>9.3f}" if r.get("model_loop_ms") is not None else f"{'-':>9}"
         line += f" {r['cuda_path']:<10} {model}"
@@ -412,6 +476,9 @@ def main(argv=None):
     parser.add_argument("--no-cell-loop", action="store_true", help="skip the Python loop of torch.nn cells")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                         help="storage dtype of every case (bfloat16 / float16 are for CUDA; default float32)")
+    parser.add_argument("--reference", default=None,
+                        help="comma-separated references: torch (always) and ort (ONNX Runtime, CPU inference of "
+                             "dense cases; default: when onnxruntime and onnxscript are installed)")
     parser.add_argument("--tf32", choices=["on", "off", "default"], default="default",
                         help="CUDA: torch's TF32 flags (cuDNN's and cuBLAS's) on or off; default: as torch sets them")
     parser.add_argument("--out", default="fusedrnn-bench", help="folder for the JSON results and the PNG plot")
@@ -436,6 +503,12 @@ def main(argv=None):
     if not cases:
         parser.error("nothing to run: name --models or add --grid")
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
+    references = set(args.reference.split(",")) if args.reference else {"torch"} | ({"ort"} if ort_available() else set())
+    if references - {"torch", "ort"}:
+        parser.error(f"unknown reference(s) {', '.join(sorted(references - {'torch', 'ort'}))}; choose torch, ort")
+    if "ort" in references and not ort_available():
+        parser.error("--reference ort needs onnxruntime and onnxscript (pip install onnxruntime onnxscript onnx)")
+    use_ort = "ort" in references and device.type == "cpu"
     if args.tf32 != "default":
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
     dtype = DTYPES[args.dtype]
@@ -443,10 +516,15 @@ def main(argv=None):
         parser.error(f"--dtype {args.dtype} needs --device cuda: fusedrnn's CPU kernels take float32 and float64")
     env = environment(device)
     env["dtype"] = args.dtype
+    if use_ort:
+        env["onnxruntime"] = __import__("onnxruntime").__version__
     print("environment:", json.dumps(env))
     print("ratio = torch ms / fusedrnn ms (above 1: fusedrnn is faster); cell loop: torch.nn cells stepped "
           "from Python, as the seed notebooks write it")
-    header = HEADER + (MODEL_HEADER if device.type == "cuda" else "")
+    header = HEADER + (ORT_HEADER if use_ort else "") + (MODEL_HEADER if device.type == "cuda" else "")
+    if use_ort:
+        print("ORT: ONNX Runtime " + __import__("onnxruntime").__version__ + " on torch.onnx.export's graph of the "
+              "torch.nn module, same threads, spinning off; ratio = ORT ms / fusedrnn ms (inference, dense)")
     print(header)
     print("-" * len(header))
     rows = []
@@ -457,7 +535,8 @@ def main(argv=None):
         for mode in modes:
             progress.begin(f"{case.name} {mode}")
             rows.append(run_case(case, mode, device, dtype=dtype, warmup=args.warmup, repeats=args.repeats,
-                                 cell_loop=not args.no_cell_loop, budget_s=budget))
+                                 cell_loop=not args.no_cell_loop, budget_s=budget, ort=use_ort))
+            rows[-1]["ort_column"] = use_ort
             progress.end()
             print(format_row(rows[-1]), flush=True)
     progress.close()
@@ -471,8 +550,9 @@ def main(argv=None):
         json.dump({"environment": env, "results": rows}, f, indent=2)
     print(f"results: {json_path}")
     png_path = os.path.join(args.out, tag + ".png")
-    references = ", ".join(sorted({r["reference"] for r in rows}))
-    title = (f"fusedrnn vs torch.nn ({references}) on {env.get('gpu') or env.get('cpu')} ({env['threads']} threads), "
+    kinds = ", ".join(sorted({r["reference"] for r in rows}))
+    ort_note = " and ONNX Runtime" if any(r.get("ort_ratio") is not None for r in rows) else ""
+    title = (f"fusedrnn vs torch.nn ({kinds}){ort_note} on {env.get('gpu') or env.get('cpu')} ({env['threads']} threads), "
              f"torch {env['torch']}")
     if plot(rows, png_path, title):
         print(f"plot: {png_path}")

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from fusedrnn import bench
 
@@ -117,3 +118,28 @@ def test_gpu_run_dry_run_prints_the_plan_within_ten_minutes():
     assert "--tf32 off" in r.stdout and "--tf32 on" in r.stdout and "--dtype bfloat16" in r.stdout
     assert "--seq-len 100,1000" in r.stdout and "--layout dense,packed" in r.stdout
     assert "--hidden 256,1024" in r.stdout and "--batch 1,16,64" in r.stdout
+
+
+def test_onnx_runtime_is_a_second_reference(capsys, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    dense = next(c for c in bench.MODELS if c.name == "agnews_lstm")
+    packed = next(c for c in bench.MODELS if c.name == "agnews_lstm_packed")
+    steps, _ = bench.make_steps(dense, "infer", torch.device("cpu"), ort=True)
+    assert set(steps) == {"torch", "fusedrnn", "cell_loop", "ort"}
+    assert "ort" not in bench.make_steps(packed, "infer", torch.device("cpu"), ort=True)[0]
+    assert "ort" not in bench.make_steps(dense, "train", torch.device("cpu"), ort=True)[0]
+    rows = bench.main(["--models", "agnews_rnn", "--mode", "both", "--reference", "torch,ort", "--repeats", "3",
+                       "--warmup", "1", "--no-cell-loop", "--out", str(tmp_path), "--tag", "t"])
+    infer, train = rows
+    assert infer["ort_ms"] > 0 and infer["ort_ratio"] == pytest.approx(infer["ort_ms"] / infer["fusedrnn_ms"])
+    assert train["ort_ms"] is None
+    out = capsys.readouterr().out
+    assert "ORT ms" in out and "ONNX Runtime" in out
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["results"][0]["ort_ms"] == infer["ort_ms"] and "onnxruntime" in saved["environment"]
+    rows = bench.main(["--models", "agnews_rnn", "--mode", "infer", "--reference", "torch", "--repeats", "3",
+                       "--warmup", "1", "--no-cell-loop", "--out", str(tmp_path), "--tag", "u"])
+    assert rows[0]["ort_ms"] is None and "ORT ms" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "agnews_rnn", "--reference", "tvm"])
