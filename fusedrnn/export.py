@@ -13,9 +13,10 @@ or, calling torch.onnx.export yourself, pass
 
 The translation minds ONNX's gate orders (LSTM i, o, f, c against torch's i, f, g, o; GRU z, r, h
 against r, z, n), GRU's linear_before_reset=1 (torch's formula) and the two biases. What ONNX's
-operators cannot express raises an error that says so rather than exporting something else: LSTM
-projections (proj_size) and packed input (a PackedSequence's rows are not a [T, B, I] tensor;
-export a model that takes the padded batch).
+operators cannot express raises an error that says so rather than exporting something else: LSTM projections
+(proj_size). Packed input (a PackedSequence made outside the model and passed in as its tensors,
+or made inside it) becomes ONNX's padded layout with sequence_lens, each sequence's final state
+taken at its own end in both directions, and the output packed back.
 """
 import torch
 
@@ -41,12 +42,24 @@ def _reorder(op, t, cell, axis):
     return op.Concat(*[parts[i] for i in _ONNX_ORDER[cell]], axis=axis)
 
 
+def _unpack(op, data, batch_sizes, hx):
+    """A packed batch's rows [N, I] as ONNX's [T, B, I] (the rows past a sequence's end are copies of
+    row 0, which sequence_lens keeps out), its lengths (int32 [B]) and where its rows are in the
+    flattened [T * B] steps, to pack the output back. Row b of step t is row offsets[t] + b."""
+    B = op.Shape(hx, start=0, end=1)  # the first step's rows: every sequence
+    steps = op.Range(op.Constant(value_int=0), op.Squeeze(B, [0]), op.Constant(value_int=1))  # [B]
+    active = op.Less(op.Unsqueeze(steps, [0]), op.Unsqueeze(batch_sizes, [1]))  # [T, B]
+    offsets = op.CumSum(batch_sizes, op.Constant(value_int=0), exclusive=1)  # [T]
+    rows = op.Where(active, op.Add(op.Unsqueeze(offsets, [1]), op.Unsqueeze(steps, [0])), op.Constant(value_int=0))
+    padded = op.Reshape(op.Gather(data, op.Reshape(rows, [-1]), axis=0),
+                        op.Concat(op.Shape(batch_sizes), B, op.Shape(data, start=1, end=2), axis=0))
+    lengths = op.Cast(op.ReduceSum(op.Cast(active, to=7), [0], keepdims=0), to=6)  # int64 sums, int32 lengths
+    where = op.Reshape(op.NonZero(op.Reshape(active, [-1])), [-1])  # step-major: the packed order
+    return padded, lengths, where
+
+
 def _layer_forward(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, train):
     op = _opset()
-    if batch_sizes is not None:
-        raise OnnxExportError("fusedrnn: packed input (a PackedSequence) cannot be exported to ONNX: its rows are not "
-                              "a [T, B, I] tensor that ONNX's recurrent operators take; export a model that takes the "
-                              "padded batch (and its lengths) instead")
     if w_hr is not None:
         raise OnnxExportError("fusedrnn: an LSTM with proj_size cannot be exported to ONNX: ONNX's LSTM operator has "
                               "no projection")
@@ -61,16 +74,24 @@ def _layer_forward(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_h
     h0 = op.Unsqueeze(hx, [0])
     direction = "reverse" if reverse else "forward"
     empty = op.ConstantOfShape(op.Constant(value_ints=[0]))  # the unused outputs: [0] floats
+    X, lengths, where = input, None, None
+    if batch_sizes is not None:  # packed: padded steps with sequence_lens, each sequence's own end
+        X, lengths, where = _unpack(op, input, batch_sizes, hx)
+    c_n = None
     if cell == "lstm":
-        Y, Y_h, Y_c = op.LSTM(input, W, R, B, None, h0, op.Unsqueeze(cx, [0]), hidden_size=hidden,
+        Y, Y_h, Y_c = op.LSTM(X, W, R, B, lengths, h0, op.Unsqueeze(cx, [0]), hidden_size=hidden,
                               direction=direction)
-        return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0]), op.Squeeze(Y_c, [0]), empty
-    if cell == "gru":
-        Y, Y_h = op.GRU(input, W, R, B, None, h0, hidden_size=hidden, linear_before_reset=1, direction=direction)
+        c_n = op.Squeeze(Y_c, [0])
+    elif cell == "gru":
+        Y, Y_h = op.GRU(X, W, R, B, lengths, h0, hidden_size=hidden, linear_before_reset=1, direction=direction)
     else:
-        Y, Y_h = op.RNN(input, W, R, B, None, h0, hidden_size=hidden, direction=direction,
+        Y, Y_h = op.RNN(X, W, R, B, lengths, h0, hidden_size=hidden, direction=direction,
                         activations=["Relu" if cell == "rnn_relu" else "Tanh"])
-    return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0]), empty, empty
+    out = op.Squeeze(Y, [1])  # [T, B, H]
+    if where is not None:  # back to the packed rows
+        out = op.Gather(op.Reshape(out, op.Concat(op.Constant(value_ints=[-1]), op.Shape(out, start=2), axis=0)),
+                        where, axis=0)
+    return out, op.Squeeze(Y_h, [0]), c_n if c_n is not None else empty, empty
 
 
 def _concat_directions(forward, reverse):

@@ -19,6 +19,16 @@ def _needs_grad(tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def first_batch_size(batch_sizes):
+    """A PackedSequence's batch size, batch_sizes[0]: an int, or while torch.export / torch.compile
+    traces, a size read from the data (an unbacked SymInt) rather than the example's value."""
+    if torch.compiler.is_compiling() or getattr(torch.compiler, "is_exporting", lambda: False)():
+        b = batch_sizes[0].item()
+        torch._check(b >= 1)
+        return b
+    return int(batch_sizes[0])
+
+
 def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, dropout=0.0, training=False,
         batch_first=False):
     """Run a stack of recurrent layers.
@@ -51,7 +61,7 @@ def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, 
     packed = isinstance(input, PackedSequence)
     if packed:
         data, batch_sizes, sorted_indices, unsorted_indices = input
-        batch = int(batch_sizes[0])
+        batch = first_batch_size(batch_sizes)
     else:
         if input.dim() != 3:
             raise ValueError(f"fusedrnn: input must be 3-D, got {input.dim()}-D")

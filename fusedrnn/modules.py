@@ -235,7 +235,7 @@ class RNNBase(nn.Module):
             if batch_sizes.device.type != "cpu" or batch_sizes.dtype != torch.int64 or batch_sizes.dim() != 1:
                 raise ValueError("PackedSequence.batch_sizes must be a 1-D CPU int64 tensor, got "
                                  f"{batch_sizes.dtype} on {batch_sizes.device}")
-            batch = int(batch_sizes[0]) if batch_sizes.numel() else 0
+            batch = FR.first_batch_size(batch_sizes) if batch_sizes.numel() else 0
         else:
             data = input
             if data.dim() not in (2, 3):

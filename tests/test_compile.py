@@ -72,3 +72,29 @@ def test_export_with_dynamic_batch_and_length(cls, recwarn):
         x = torch.randn(*shape)
         for a, b in zip(exported(x), model(x)):
             assert_rel(a, b, 1e-6)
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.LSTM, fusedrnn.GRU, fusedrnn.RNN])
+def test_export_packed_input_with_dynamic_sizes(cls):
+    # A PackedSequence passed in as its tensors: the first batch size is read from batch_sizes as
+    # an unbacked size, so other lengths and batch sizes run the same program.
+    from torch.export import Dim
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = cls(4, 6, 2, bidirectional=True)
+
+        def forward(self, data, batch_sizes, sorted_indices, unsorted_indices):
+            out, state = self.rnn(PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices))
+            return out.data, state[0] if isinstance(state, tuple) else state
+
+    model = Model().eval()
+    example = pack_padded_sequence(torch.randn(5, 3, 4), torch.tensor([2, 5, 3]), enforce_sorted=False)
+    N, T, B = Dim("N", min=2, max=100000), Dim("T", min=2, max=1000), Dim("B", min=2, max=1000)
+    ep = torch.export.export(model, tuple(example), dynamic_shapes=({0: N}, {0: T}, {0: B}, {0: B}))
+    for T_, lengths in [(9, [9, 1, 4, 9, 2, 7]), (3, [3, 3])]:
+        packed = pack_padded_sequence(torch.randn(T_, len(lengths), 4), torch.tensor(lengths), enforce_sorted=False)
+        for a, b in zip(ep.module()(*packed), model(*packed)):
+            assert_rel(a, b, 1e-6)

@@ -1,6 +1,6 @@
 """ONNX export (fusedrnn.export): fusedrnn's layer op becomes ONNX's RNN / LSTM / GRU operators, and
 ONNX Runtime runs the graph with eager's outputs, at other batch sizes and lengths than the
-example's; what ONNX cannot express is a clear error."""
+example's, dense and packed; what ONNX cannot express is a clear error."""
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -71,19 +71,46 @@ def test_onnx_runtime_gives_eagers_outputs(tmp_path, cell, kwargs, layers, bidir
             assert_rel(torch.from_numpy(a), e, 1e-5)
 
 
-def test_packed_input_is_a_clear_error(tmp_path):
-    class Packed(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = fusedrnn.GRU(4, 6)
+class PackedModel(torch.nn.Module):
+    """Takes a PackedSequence as its four tensors (torch.export's inputs are tensors)."""
 
-        def forward(self, data, batch_sizes):
-            from torch.nn.utils.rnn import PackedSequence
-            return self.rnn(PackedSequence(data, batch_sizes))[1]
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
 
-    packed = pack_padded_sequence(torch.randn(5, 3, 4), torch.tensor([5, 3, 2]))
-    with pytest.raises(Exception, match="packed input .* cannot be exported to ONNX"):
-        fexport.to_onnx(Packed().eval(), (packed.data, packed.batch_sizes))
+    def forward(self, data, batch_sizes, sorted_indices, unsorted_indices):
+        from torch.nn.utils.rnn import PackedSequence
+
+        out, state = self.rnn(PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices))
+        return (out.data, *state) if isinstance(state, tuple) else (out.data, state)
+
+
+def packed_dims():
+    from torch.export import Dim
+
+    N, T, B = Dim("N", min=2, max=100000), Dim("T", min=2, max=1000), Dim("B", min=2, max=1000)
+    return ({0: N}, {0: T}, {0: B}, {0: B})
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)], ids=["1-uni", "2-bi"])
+def test_packed_input_runs_with_sequence_lens(tmp_path, cell, layers, bidirectional):
+    # Each sequence ends at its own length in both directions: ONNX's sequence_lens, the padded
+    # steps gathered from the packed rows and the output packed back.
+    torch.manual_seed(1)
+    cls = {"lstm": fusedrnn.LSTM, "gru": fusedrnn.GRU}.get(cell, fusedrnn.RNN)
+    kwargs = {"nonlinearity": "relu"} if cell == "rnn_relu" else {}
+    model = PackedModel(cls(4, 6, layers, bidirectional=bidirectional, **kwargs)).eval()
+    example = pack_padded_sequence(torch.randn(5, 3, 4), torch.tensor([2, 5, 3]), enforce_sorted=False)
+    program = fexport.to_onnx(model, tuple(example), dynamic_shapes=packed_dims())
+    sess = session(program, tmp_path)
+    for T, lengths in [(9, [9, 1, 4, 9, 2, 7]), (3, [3, 3]), (6, [1, 6, 2])]:
+        packed = pack_padded_sequence(torch.randn(T, len(lengths), 4), torch.tensor(lengths), enforce_sorted=False)
+        got = sess.run(None, {i.name: t.numpy() for i, t in zip(sess.get_inputs(), packed)})
+        with torch.no_grad():
+            expected = model(*packed)
+        for a, e in zip(got, expected):
+            assert_rel(torch.from_numpy(a), e, 1e-5)
 
 
 def test_lstm_projections_are_a_clear_error():
