@@ -9,6 +9,7 @@ behaviour in a kernel are caught by the sanitizers.
 """
 import os
 import random
+import re
 import shutil
 import subprocess
 
@@ -112,7 +113,9 @@ def test_thread_order_is_shuffled_from_a_seed(selftest):
 
 # Each failure mode: the case's name, and what the message must say (kernel, block, thread, cause).
 FAILURES = [
-    ("err_divergent_barrier", ["kernel divergent_barrier_kernel", "block (0,0,0), thread (48,0,0)",
+    # Both blocks of this launch fail the same way; which one is reported first depends on which
+    # OS thread gets there first (seen in CI: block 1), so either is right.
+    ("err_divergent_barrier", ["kernel divergent_barrier_kernel", re.compile(r"block \([01],0,0\), thread \(48,0,0\)"),
                                "__syncthreads at selftest.cpp:", "is not reached by thread (48,0,0), which exited"]),
     ("err_different_barriers", ["kernel different_barriers_kernel", "threads wait at different barriers"]),
     ("err_shfl_exited_source", ["kernel shfl_exited_source_kernel", "__shfl_sync at selftest.cpp:",
@@ -139,7 +142,8 @@ def test_failure_is_reported(selftest, case, says):
     message = r.stdout.strip().splitlines()[-1]
     assert message.startswith("ERROR: fusedrnn emu: "), r.stdout
     for part in says:
-        assert part in message, f"{part!r} not in {message!r}"
+        found = part.search(message) if isinstance(part, re.Pattern) else part in message
+        assert found, f"{part!r} not in {message!r}"
 
 
 @pytest.mark.parametrize("case,says", FAILURES[:8], ids=[c for c, _ in FAILURES[:8]])
