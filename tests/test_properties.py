@@ -1,8 +1,9 @@
 """Property-based conformance (hypothesis): random configurations of fusedrnn's modules against
 torch.nn's on the same weights and inputs. Each example matches torch.nn (output, states and every
 gradient) or raises torch.nn's exception type. FUSEDRNN_HYPOTHESIS_EXAMPLES sets the number of
-examples (default 300); a failing example is printed by hypothesis with the @reproduce_failure
-line that replays it."""
+examples (default 300), FUSEDRNN_HYPOTHESIS_RANDOM=1 draws new ones each run (the default draws the
+same ones); a failing example is printed by hypothesis with the @reproduce_failure line that
+replays it."""
 import os
 
 import pytest
@@ -101,12 +102,24 @@ def run(module, c, x, lengths, h0, c0):
     return [v.detach() for v in vals], [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, leaves)]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
+# The default run draws the same examples every time (derandomize), so that CI cannot turn red on a
+# new draw hitting one of torch.nn's own crashes; FUSEDRNN_HYPOTHESIS_RANDOM=1 explores new ones.
+RANDOM = os.environ.get("FUSEDRNN_HYPOTHESIS_RANDOM", "0") == "1"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True, derandomize=not RANDOM, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(configs())
 def test_matches_torch_nn(c):
     ref, fused, dtype = build(c)
     x, lengths, h0, c0 = inputs(c, dtype)
+    if c["cell"] == "lstm" and c["layout"] == "packed" and c["mistake"] == "input_size":
+        # torch.nn's gap, not followed and not run: its LSTM checks no input size on packed input
+        # and reads past the rows (a segfault or "corrupted size vs. prev_size" in torch 2.13 and
+        # 2.14.1, the first CI crash of this test). fusedrnn raises GRU's and RNN's error.
+        got = run(fused, c, x, lengths, h0, c0)
+        assert isinstance(got, RuntimeError) and "input.size(-1) must be equal to input_size" in str(got), repr(got)
+        return
     expected = run(ref, c, x, lengths, h0, c0)
     got = run(fused, c, x, lengths, h0, c0)
     if c["mistake"] in ("hx_batch", "hx_layers") and c["layout"] == "packed" and c["with_hx"] \
