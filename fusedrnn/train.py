@@ -217,7 +217,10 @@ def main(argv=None):
         if args.compare or args.seeds:
             parser.error("under torchrun, train one model with one seed; drop --compare / --seeds")
     try:
-        return _main(parser, args)
+        result = _main(parser, args)
+        if world > 1:
+            torch.distributed.barrier()  # every rank done before any tears the process group down
+        return result
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

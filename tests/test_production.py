@@ -161,6 +161,9 @@ DDP_SCRIPT = textwrap.dedent("""
         opt.step()
     if rank == 0:
         torch.save([p.detach() for p in net.parameters()], out)
+    # Both ranks done before either tears the group down: a rank destroying it while its peer was
+    # still at work made the peer abort ("terminate called without an active exception", torch 2.14.1).
+    dist.barrier()
     dist.destroy_process_group()
 """)
 
