@@ -44,6 +44,26 @@ PyObject* loop_stats(PyObject*, PyObject*) {
   return Py_BuildValue("{s:L,s:L}", "unit_split_forward", static_cast<long long>(st.unit_split_forward),
                        "unit_split_backward", static_cast<long long>(st.unit_split_backward));
 }
+PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
+  long long iters = 0;
+  if (!PyArg_ParseTuple(args, "L", &iters)) return nullptr;
+  try {
+    return PyFloat_FromDouble(fusedrnn::cpu_packed::fma_peak_gflops(iters));
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+PyObject* gemm_gflops(PyObject*, PyObject* args) {
+  long long m = 0, n = 0, k = 0, repeats = 0;
+  if (!PyArg_ParseTuple(args, "LLLL", &m, &n, &k, &repeats)) return nullptr;
+  try {
+    return PyFloat_FromDouble(fusedrnn::cpu_packed::gemm_gflops(m, n, k, repeats));
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
 PyObject* empty_cache(PyObject*, PyObject*) {
   fusedrnn::cpu_pool::release();
   Py_RETURN_NONE;
@@ -60,6 +80,12 @@ PyMethodDef methods[] = {
      "The CPU buffer cache: dict of cached_bytes, cached_blocks (idle blocks held), limit_bytes, "
      "hits and misses (requests of 256 KB or more served by an idle block / by a new one)."},
     {"empty_cache", empty_cache, METH_NOARGS, "Frees the idle blocks of the CPU buffer cache."},
+    {"fma_peak_gflops", fma_peak_gflops, METH_VARARGS,
+     "fma_peak_gflops(iters): GFLOP/s of 12 independent FMA chains on registers with the packed kernels' "
+     "ISA, on the calling thread: the peak the step products are measured against."},
+    {"gemm_gflops", gemm_gflops, METH_VARARGS,
+     "gemm_gflops(m, n, k, repeats): GFLOP/s of the packed step product C[m, n] = A[m, k] @ W[n, k]^T, "
+     "W packed once, on the calling thread."},
     {"loop_stats", loop_stats, METH_NOARGS,
      "How the CPU layer ops ran their step loops since loading: dict of unit_split_forward and "
      "unit_split_backward (loops run with the hidden units split between threads)."},

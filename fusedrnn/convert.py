@@ -11,7 +11,7 @@ _TO_FUSED = {nn.RNN: F.RNN, nn.LSTM: F.LSTM, nn.GRU: F.GRU,
              nn.RNNCell: F.RNNCell, nn.LSTMCell: F.LSTMCell, nn.GRUCell: F.GRUCell}
 _TO_TORCH = {v: k for k, v in _TO_FUSED.items()}
 _CELL_TYPES = (nn.RNNCellBase, F.RNNCellBase)
-_CPU_DTYPES = (torch.float32, torch.float64)
+_CPU_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def _has_cuda_kernels():
@@ -30,7 +30,7 @@ def _why_not(module, mapping, to):
         weight = next(module.parameters(), None)
         if weight is not None:
             if weight.device.type == "cpu" and weight.dtype not in _CPU_DTYPES:
-                return f"fusedrnn's CPU kernels support float32 and float64, not {weight.dtype}"
+                return f"fusedrnn's CPU kernels support float32, float64, float16 and bfloat16, not {weight.dtype}"
             if weight.device.type not in ("cpu", "meta") and not (weight.device.type == "cuda" and _has_cuda_kernels()):
                 return f"this build of fusedrnn has no kernels for {weight.device.type} tensors"
     return None

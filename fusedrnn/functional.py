@@ -29,6 +29,26 @@ def first_batch_size(batch_sizes):
     return int(batch_sizes[0])
 
 
+def autocast_dtype(cell, device_type, layer=True):
+    """The dtype a fusedrnn layer (or, layer=False, a cell) runs in under autocast on this device,
+    as torch.nn's does, or None: no autocast, or torch.nn keeps this one in its own dtype.
+
+    CUDA: cuDNN's layers are on autocast's lower-precision list, so every layer runs in the
+    autocast dtype (cells keep their dtype). CPU, as torch.nn 2.13 comes out (run under
+    torch.autocast("cpu") per cell): LSTM layers in the autocast dtype (its oneDNN layer op is on
+    the list), RNN layers and RNNCell too (they decompose into autocast's products and stay in
+    their dtype), while GRU, GRUCell and LSTMCell come out in float32 (their gates meet the float32
+    state), so those run in float32 here, all of it.
+    """
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return None
+    if device_type == "cuda":
+        return torch.get_autocast_dtype("cuda") if layer else None
+    if cell in ("rnn_tanh", "rnn_relu") or (layer and cell == "lstm"):
+        return torch.get_autocast_dtype("cpu")
+    return None
+
+
 def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, dropout=0.0, training=False,
         batch_first=False):
     """Run a stack of recurrent layers.
@@ -89,10 +109,10 @@ def rnn(cell, input, hx, weights, num_layers=1, bias=True, bidirectional=False, 
         if lstm:
             c0 = c0.index_select(1, sorted_indices)
 
-    if data.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
-        # As torch.nn under autocast (cuDNN RNNs are on its lower-precision list): run in the
-        # autocast dtype; the casts are differentiable, so gradients reach the float32 weights.
-        dtype = torch.get_autocast_dtype("cuda")
+    dtype = autocast_dtype(cell, data.device.type)
+    if dtype is not None:
+        # As torch.nn under autocast: run in the autocast dtype; the casts are differentiable, so
+        # gradients reach the float32 weights.
         data, h0 = data.to(dtype), h0.to(dtype)
         c0 = c0.to(dtype) if c0 is not None else None
         weights = [w.to(dtype) for w in weights]

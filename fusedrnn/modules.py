@@ -389,9 +389,13 @@ class RNNCellBase(nn.Module):
         for w in [*states, *weights]:
             if w is not None and w.device != input.device:
                 raise RuntimeError(f"Tensor on device {w.device} is not on the expected device {input.device}!")
-        if input.dtype != self.weight_ih.dtype:
+        dtype = FR.autocast_dtype(self._cell, input.device.type, layer=False)
+        if dtype is not None:  # as torch.nn's cell under autocast (see functional.autocast_dtype)
+            input, states = input.to(dtype), tuple(s.to(dtype) for s in states)
+            weights = [w.to(dtype) if w is not None else None for w in weights]
+        if input.dtype != weights[0].dtype:
             raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {_scalar_name(input.dtype)} "
-                               f"and {_scalar_name(self.weight_ih.dtype)}")
+                               f"and {_scalar_name(weights[0].dtype)}")
         train = FR._needs_grad([input, *states, *weights])
         out, hy, cy, _ = _ops.layer_op(self._cell, input.unsqueeze(0), None, states[0],
                                        states[1] if lstm else None, *weights, None, False, train)

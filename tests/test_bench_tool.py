@@ -96,10 +96,14 @@ def test_cuda_rows_carry_the_path_and_the_models_time(monkeypatch):
     assert len(bench.HEADER + bench.MODEL_HEADER) == len(line)
 
 
-def test_low_precision_dtypes_need_cuda(capsys):
-    with pytest.raises(SystemExit):
-        bench.main(["--models", "agnews_rnn", "--device", "cpu", "--dtype", "bfloat16"])
-    assert "--dtype bfloat16 needs --device cuda" in capsys.readouterr().err
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_dtypes_run_on_the_cpu(dtype, tmp_path):
+    rows = bench.main(["--models", "--grid", "--cells", "lstm", "--batch", "2", "--input", "8", "--hidden", "4",
+                       "--seq-len", "5", "--mode", "both", "--repeats", "1", "--warmup", "0", "--dtype", dtype,
+                       "--reference", "torch", "--out", str(tmp_path), "--tag", "t"])
+    assert [(r["mode"], r["dtype"]) for r in rows] == [("infer", dtype), ("train", dtype)]
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["environment"]["dtype"] == dtype and all(r["fusedrnn_ms"] > 0 for r in data["results"])
 
 
 def test_gpu_run_dry_run_prints_the_plan_within_ten_minutes():

@@ -105,8 +105,8 @@ def test_convert_leaves_subclasses_and_parametrized_modules_with_a_warning():
 
 
 def test_convert_leaves_unsupported_dtypes_with_a_warning():
-    model = nn.Sequential(nn.LSTM(3, 4).half())
-    with pytest.warns(UserWarning, match="support float32 and float64, not torch.float16"):
+    model = nn.Sequential(nn.LSTM(3, 4).to(torch.float8_e4m3fn))
+    with pytest.warns(UserWarning, match="support float32, float64, float16 and bfloat16, not torch.float8_e4m3fn"):
         fusedrnn.convert(model)
     assert type(model[0]) is nn.LSTM
 

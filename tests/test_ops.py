@@ -141,9 +141,11 @@ def test_argument_errors():
     _expect_error(dense, "dense input must be 3-D", 1, torch.randn(2, I, dtype=torch.float64))
     _expect_error(dense, "projections .* only supported for lstm", 9, torch.randn(H, H, dtype=torch.float64))
     _expect_error(dense, "biases must have shape", 7, torch.randn(H, dtype=torch.float64))
-    half = op_args("gru", "dense", False, requires_grad=False, dtype=torch.float16)
-    with pytest.raises(RuntimeError, match="CPU kernels support float32 and float64, got Half"):
-        fusedrnn.layer_forward(*half)
+    fp8 = [a.to(torch.float8_e4m3fn) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+           for a in op_args("gru", "dense", False, requires_grad=False)]
+    with pytest.raises(RuntimeError, match="CPU kernels support float32, float64, float16 and bfloat16, "
+                                           "got Float8_e4m3fn"):
+        fusedrnn.layer_forward(*fp8)
 
 
 def test_backward_needs_training_reserve():

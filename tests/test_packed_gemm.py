@@ -253,3 +253,30 @@ def test_isa_switch_rejects_bad_values(monkeypatch):
         _C.packed_isa()
     with pytest.raises(RuntimeError, match="FUSEDRNN_PACKED_ISA must be avx2 or avx512"):
         gemm(torch.randn(2, 2), torch.randn(2, 2), True, None)
+
+
+def test_rate_measurements_run_and_reject_bad_input():
+    # Rates are not asserted (benchmarks measure speed); that they run and report something is.
+    assert _C.fma_peak_gflops(10_000) > 0
+    assert _C.gemm_gflops(32, 64, 16, 3) > 0
+    with pytest.raises(RuntimeError, match="iters must be positive"):
+        _C.fma_peak_gflops(0)
+    with pytest.raises(RuntimeError, match="must be positive, got 0, 64, 16, 3"):
+        _C.gemm_gflops(0, 64, 16, 3)
+
+
+def test_gemm_efficiency_script_writes_its_table(tmp_path, capsys):
+    import json
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+    try:
+        import gemm_efficiency
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "r.json"
+    r = gemm_efficiency.main(["--rows", "32", "--hidden", "16", "--cells", "gru", "--rounds", "1",
+                              "--json", str(out)])
+    assert json.loads(out.read_text())["results"][0]["n"] == 48 and r["peak_gflops"] > 0
+    assert "of peak" in capsys.readouterr().out

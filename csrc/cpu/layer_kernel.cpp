@@ -562,7 +562,8 @@ struct CpuBackend {
   static void check(const Tensor& input) {
     TORCH_CHECK(input.device().is_cpu(), "fusedrnn: the CPU kernel got a tensor on ", input.device());
     TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
-                "fusedrnn: the CPU kernels support float32 and float64, got ", input.scalar_type());
+                "fusedrnn: the CPU kernels support float32, float64, float16 and bfloat16, got ",
+                input.scalar_type());
   }
   template <typename F>
   static void dispatch(at::ScalarType type, const F& f) {
@@ -718,9 +719,77 @@ cpu_loop::Stats cpu_loop::stats() {
   return {unit_split::forward_calls.load(), unit_split::backward_calls.load()};
 }
 
+namespace {
+
+// ---- float16 and bfloat16 storage -----------------------------------------------------------
+// fusedrnn has no half / bfloat16 products for the CPU (and this machine class has neither
+// AVX512-BF16 nor AMX to make them pay), so a layer stored in either runs the float32 kernels: its
+// tensors widened once per call, the math, h and the LSTM cell state between steps and the reserve
+// in float32, the results rounded once to the storage type. The reserve stays float32, the math
+// type, as on CUDA. The backward widens what the forward rounded (the output, read back as the
+// state each step met), so its products use the stored values.
+bool reduced(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
+
+Tensor widen(const Tensor& t) {
+  if (!t.defined()) return t;
+  if (driver::rows_broadcast(t) && t.numel() > t.size(-1)) {  // a gradient broadcast over the rows stays one row
+    return widen(t.as_strided({t.size(-1)}, {t.stride(-1)})).expand(t.sizes());
+  }
+  Tensor w = cpu_pool::empty(t.sizes(), t.options().dtype(at::kFloat));
+  w.copy_(t);
+  return w;
+}
+optional<Tensor> widen(const optional<Tensor>& t) {
+  return driver::defined(t) ? optional<Tensor>(widen(*t)) : t;
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_cpu(
+    c10::string_view cell, const Tensor& input, const optional<Tensor>& batch_sizes, const Tensor& hx,
+    const optional<Tensor>& cx, const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& b_ih,
+    const optional<Tensor>& b_hh, const optional<Tensor>& w_hr, bool reverse, bool train) {
+  const at::ScalarType type = input.scalar_type();
+  if (!reduced(type)) {
+    return layer_forward_impl<CpuBackend>(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse,
+                                          train);
+  }
+  // Checked as stored first: a tensor of another dtype is an error, not widened into agreement.
+  check_layer_args(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr);
+  auto [out, hy, cy, reserve] =
+      layer_forward_impl<CpuBackend>(cell, widen(input), batch_sizes, widen(hx), widen(cx), widen(w_ih),
+                                     widen(w_hh), widen(b_ih), widen(b_hh), widen(w_hr), reverse, train);
+  return {out.to(type), hy.to(type), cy.to(type), reserve};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> layer_backward_cpu(
+    c10::string_view cell, const Tensor& input, const optional<Tensor>& batch_sizes, const Tensor& hx,
+    const optional<Tensor>& cx, const Tensor& w_ih, const Tensor& w_hh, const optional<Tensor>& b_ih,
+    const optional<Tensor>& b_hh, const optional<Tensor>& w_hr, bool reverse, const Tensor& output,
+    const Tensor& reserve, const optional<Tensor>& grad_output, const optional<Tensor>& grad_hy,
+    const optional<Tensor>& grad_cy, bool need_input_grad, bool need_weight_grads) {
+  const at::ScalarType type = input.scalar_type();
+  if (!reduced(type)) {
+    return layer_backward_impl<CpuBackend>(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr, reverse,
+                                           output, reserve, grad_output, grad_hy, grad_cy, need_input_grad,
+                                           need_weight_grads);
+  }
+  check_layer_args(cell, input, batch_sizes, hx, cx, w_ih, w_hh, b_ih, b_hh, w_hr);
+  for (const auto* g : {&grad_output, &grad_hy, &grad_cy}) {
+    if (driver::defined(*g)) check_same(input, **g, "a gradient");
+  }
+  check_same(input, output, "output");
+  auto [gx, ghx, gcx, gw_ih, gw_hh, gb_ih, gb_hh, gw_hr] = layer_backward_impl<CpuBackend>(
+      cell, widen(input), batch_sizes, widen(hx), widen(cx), widen(w_ih), widen(w_hh), widen(b_ih), widen(b_hh),
+      widen(w_hr), reverse, widen(output), reserve, widen(grad_output), widen(grad_hy), widen(grad_cy),
+      need_input_grad, need_weight_grads);
+  return {gx.to(type), ghx.to(type), gcx.to(type), gw_ih.to(type), gw_hh.to(type), gb_ih.to(type), gb_hh.to(type),
+          gw_hr.to(type)};
+}
+
+}  // namespace
+
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
-  m.impl("layer_forward", &layer_forward_impl<CpuBackend>);
-  m.impl("layer_backward", &layer_backward_impl<CpuBackend>);
+  m.impl("layer_forward", &layer_forward_cpu);
+  m.impl("layer_backward", &layer_backward_cpu);
 }
 
 }  // namespace fusedrnn

@@ -39,6 +39,12 @@ bool worth_packing(int64_t rows);
 // Whether FUSEDRNN_PACKED_GEMM=1 asks for the kernels whatever the size (tests).
 bool forced();
 
+// Measurements on the calling thread (csrc/cpu/rates.cpp, scripts/gemm_efficiency.py), in GFLOP/s:
+// FMAs on registers only with the kernels' ISA (the peak), and the step product C = A @ W^T of
+// shape (m, n, k) against a weight packed once, `repeats` times.
+double fma_peak_gflops(int64_t iters);
+double gemm_gflops(int64_t m, int64_t n, int64_t k, int64_t repeats);
+
 // W as the right-hand side of C[m, n] = A[m, k] @ op(W): op(W) = W^T when transpose_w (W is
 // [n, k], as W_hh in the forward), else W (W is [k, n], as W_hh in the backward). W contiguous,
 // row-major.
