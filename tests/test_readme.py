@@ -58,5 +58,9 @@ def test_shell_commands_are_real(page):
                     r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                                        cwd=ROOT, timeout=300)
                     assert r.returncode == 0, f"{part}: {r.stderr}"
+                elif words[0] == "python" and len(words) > 1 and words[1].endswith(".py"):
+                    r = subprocess.run([sys.executable, os.path.join(ROOT, words[1]), "--help"], capture_output=True,
+                                       text=True, cwd=ROOT, timeout=300)
+                    assert r.returncode == 0, f"{part}: {r.stderr}"
                 else:
                     pytest.fail(f"{page}: a command this test does not know how to check: {part}")
