@@ -209,14 +209,14 @@ def test_autocast_behaves_as_torch_nn(cls, kwargs, dtype):
         want_grads, expected_dtypes = None, [dtype] * len(want)
     got, got_grads = run(mine)
     assert [v.dtype for v in got] == expected_dtypes
-    tol = 8 * ULP[dtype]  # a few roundings of the lower-precision products
+    tol = 3 * ULP[dtype]  # observed: at most 1.8 ulp (values and gradients, both dtypes)
     for g, w in zip(got, want):
         assert rel_err(g, w) <= tol, f"{rel_err(g, w):.2e}"
     # The casts are differentiable: the float32 parameters get float32 gradients.
     assert all(g.dtype == torch.float32 for g in got_grads)
     if want_grads is not None:
         for g, w in zip(got_grads, want_grads):
-            assert rel_err(g, w) <= 4 * tol, f"{rel_err(g, w):.2e}"
+            assert rel_err(g, w) <= 4 * ULP[dtype], f"{rel_err(g, w):.2e}"
 
 
 def test_no_autocast_for_other_devices_or_when_off():
