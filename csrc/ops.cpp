@@ -14,17 +14,23 @@
 #include "schemas.h"
 
 namespace {
+// Runs f, a C++ exception (a failed TORCH_CHECK, a bad environment variable) becoming a Python
+// RuntimeError with its message.
+template <class F>
+PyObject* raising(const F& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
 PyObject* direct_blas(PyObject*, PyObject*) {
   return PyBool_FromLong(fusedrnn::cpu_blas::has_direct_blas());
 }
 PyObject* packed_gemm(PyObject*, PyObject*) { return PyBool_FromLong(fusedrnn::cpu_packed::available()); }
-PyObject* packed_isa(PyObject*, PyObject*) {
-  try {
-    return PyUnicode_FromString(fusedrnn::cpu_packed::isa());
-  } catch (const std::exception& e) {  // a bad FUSEDRNN_PACKED_ISA
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
-  }
+PyObject* packed_isa(PyObject*, PyObject*) {  // raises on a bad FUSEDRNN_PACKED_ISA
+  return raising([] { return PyUnicode_FromString(fusedrnn::cpu_packed::isa()); });
 }
 PyObject* cache_info(PyObject*, PyObject*) {
   fusedrnn::cpu_pool::Stats st{};
@@ -47,22 +53,12 @@ PyObject* loop_stats(PyObject*, PyObject*) {
 PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
   long long iters = 0;
   if (!PyArg_ParseTuple(args, "L", &iters)) return nullptr;
-  try {
-    return PyFloat_FromDouble(fusedrnn::cpu_packed::fma_peak_gflops(iters));
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
-  }
+  return raising([&] { return PyFloat_FromDouble(fusedrnn::cpu_packed::fma_peak_gflops(iters)); });
 }
 PyObject* gemm_gflops(PyObject*, PyObject* args) {
   long long m = 0, n = 0, k = 0, repeats = 0;
   if (!PyArg_ParseTuple(args, "LLLL", &m, &n, &k, &repeats)) return nullptr;
-  try {
-    return PyFloat_FromDouble(fusedrnn::cpu_packed::gemm_gflops(m, n, k, repeats));
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
-  }
+  return raising([&] { return PyFloat_FromDouble(fusedrnn::cpu_packed::gemm_gflops(m, n, k, repeats)); });
 }
 PyObject* empty_cache(PyObject*, PyObject*) {
   fusedrnn::cpu_pool::release();
