@@ -19,7 +19,6 @@ import fusedrnn
 from helpers import make_nn, rel_err
 
 REDUCED = (torch.bfloat16, torch.float16)
-ERRORS = []  # (fusedrnn's error, torch.nn's) of every tensor compared, for a summary
 # One unit in the last place, relative: 8 and 11 fraction bits.
 ULP = {torch.bfloat16: 2.0 ** -7, torch.float16: 2.0 ** -10}
 
@@ -88,7 +87,6 @@ def _assert_within_twice_torch(results, dtype, what):
             # torch.nn's own error is never 0 here (it rounds every product); the 1e-6 only keeps a
             # tensor both get exactly right (a zero gradient) from failing.
             assert e_f <= 2 * e_t + 1e-6, f"{what}: {kind} {i}: fusedrnn {e_f:.2e} vs torch.nn {e_t:.2e}"
-            ERRORS.append((e_f, e_t, what, kind, i, str(dtype)))
 
 
 @pytest.mark.parametrize("dtype", REDUCED, ids=str)
@@ -113,8 +111,7 @@ def test_layers_within_twice_torch_nn_error(cell, kwargs, packed, dtype):
 def test_cells_within_twice_torch_nn_error(cls, dtype):
     torch.manual_seed(1)
     module = cls(4, 6)
-    hx = [torch.randn(5, 6)] * (2 if cls is nn.LSTMCell else 1)
-    hx = [h.clone() for h in hx]
+    hx = [torch.randn(5, 6) for _ in range(2 if cls is nn.LSTMCell else 1)]
     results = _three(module, dtype, torch.randn(5, 4), hx)
     _assert_within_twice_torch(results, dtype, cls.__name__)
 
@@ -136,20 +133,19 @@ def test_long_sequence_forward_is_one_rounding_from_float64(cell, dtype):
         bound = ULP[dtype] * w.abs() + 1e-7
         assert bool((err <= bound).all()), f"{(err / (w.abs() + 1e-7)).max().item():.2e} > 1 ulp"
     # torch.nn in the same dtype (every step rounded) is further off: the test can tell the two apart.
-    t = copy.deepcopy(ref).to(dtype)
-    t.__class__ = make_nn(cell, 1, 1).__class__
+    t = fusedrnn.convert(copy.deepcopy(ref).to(dtype), to="torch")
+    assert isinstance(t, nn.modules.rnn.RNNBase)
     with torch.no_grad():
         t_out = _outputs(t(x))[0]
     assert rel_err(t_out, want[0]) > rel_err(got[0], want[0])
 
 
 def test_reserve_is_float32_for_reduced_storage():
-    args = dict(cell="lstm")
     x = torch.randn(4, 2, 3, dtype=torch.bfloat16)
     h = torch.zeros(2, 5, dtype=torch.bfloat16)
     w_ih, w_hh = torch.randn(20, 3, dtype=torch.bfloat16), torch.randn(20, 5, dtype=torch.bfloat16)
-    out, hy, cy, reserve = torch.ops.fusedrnn.layer_forward(args["cell"], x, None, h, h, w_ih, w_hh, None, None,
-                                                            None, False, True)
+    out, hy, cy, reserve = torch.ops.fusedrnn.layer_forward("lstm", x, None, h, h, w_ih, w_hh, None, None, None,
+                                                            False, True)
     assert (out.dtype, hy.dtype, cy.dtype, reserve.dtype) == (torch.bfloat16,) * 3 + (torch.float32,)
     assert reserve.shape == (8, 25)
 
