@@ -46,8 +46,8 @@
 //                                          // and own_backward_loop(const BackwardCall<S, A>&, W_hh) run
 //                                          // the whole step loop themselves (the CPU: the hidden units
 //                                          // split between threads; CUDA: persistent kernels) or return
-//                                          // false untouched; step_input_projection is false for a call
-//                                          // own_forward_loop takes
+//                                          // false untouched; with step_proj they compute each step's
+//                                          // x_t @ W_ih^T into call.xw themselves
 //   static constexpr bool kRowBlocks;      // true: template <class F> static void
 //                                          // for_row_blocks(const LayerShape&, const F& f) calls
 //                                          // f(r0, r1) over blocks of rows covering [0, B), each
@@ -124,6 +124,8 @@ struct ForwardCall {
   scalar_t* h_raw;        // [B, H] LSTM pre-projection h, or nullptr
   acc_t* reserve;         // [N, reserve_width] or nullptr (inference)
   acc_t* hw;              // [B, G*H] the recurrent products
+  const scalar_t* x;      // [N, I] the input rows (a backend's own loop reads them with step_proj)
+  const scalar_t* wih;    // [G*H, I] W_ih, contiguous
 
   ForwardStep<scalar_t, acc_t> step(int64_t t, int64_t r0) const {
     const int64_t off = s->offsets[t] + r0;
@@ -307,7 +309,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> layer_forward_impl(
                                             out.data_ptr<scalar_t>(),
                                             s.proj ? h_raw.data_ptr<scalar_t>() : nullptr,
                                             train && RW > 0 ? reserve.data_ptr<acc_t>() : nullptr,
-                                            hw.data_ptr<acc_t>()};
+                                            hw.data_ptr<acc_t>(),
+                                            X.data_ptr<scalar_t>(),
+                                            Wih.data_ptr<scalar_t>()};
     // A backend may run the step loop itself (the CPU's unit split, CUDA's persistent kernels).
     if constexpr (Backend::kOwnStepLoops) {
       if (Backend::own_forward_loop(call, Whh)) return;

@@ -47,8 +47,9 @@ PyObject* cache_info(PyObject*, PyObject*) {
 }
 PyObject* loop_stats(PyObject*, PyObject*) {
   const fusedrnn::cpu_loop::Stats st = fusedrnn::cpu_loop::stats();
-  return Py_BuildValue("{s:L,s:L}", "unit_split_forward", static_cast<long long>(st.unit_split_forward),
-                       "unit_split_backward", static_cast<long long>(st.unit_split_backward));
+  return Py_BuildValue("{s:L,s:L,s:L}", "unit_split_forward", static_cast<long long>(st.unit_split_forward),
+                       "unit_split_backward", static_cast<long long>(st.unit_split_backward),
+                       "unit_split_step_proj", static_cast<long long>(st.unit_split_step_proj));
 }
 PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
   long long iters = 0;
@@ -84,7 +85,8 @@ PyMethodDef methods[] = {
      "W packed once, on the calling thread."},
     {"loop_stats", loop_stats, METH_NOARGS,
      "How the CPU layer ops ran their step loops since loading: dict of unit_split_forward and "
-     "unit_split_backward (loops run with the hidden units split between threads)."},
+     "unit_split_backward (loops run with the hidden units split between threads) and "
+     "unit_split_step_proj (those forward loops that projected each step's input themselves)."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};

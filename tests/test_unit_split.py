@@ -24,6 +24,10 @@ def split_calls():
     return st["unit_split_forward"], st["unit_split_backward"]
 
 
+def step_proj_calls():
+    return C.loop_stats()["unit_split_step_proj"]
+
+
 def compare(cell, packed, bidirectional, H=11, T=9, I=5, B=1, num_layers=2, train=False, seed=0):
     """fusedrnn in float32 against torch.nn in float64; returns the unit split's (forward, backward)
     loop count during the fusedrnn run."""
@@ -116,3 +120,30 @@ def test_one_thread_and_switched_off(monkeypatch, threads, value):
     monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", value)
     threads(1 if value == "1" else 2)
     assert compare("gru", True, True, B=3, train=True) == (0, 0)
+
+
+@pytest.mark.parametrize("packed,bidirectional", [(False, False), (True, True)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_split_with_per_step_input_projection(monkeypatch, threads, cell, packed, bidirectional):
+    """The split's threads projecting each step's input rows for their own units (the packed kernel
+    forced: FUSEDRNN_PACKED_GEMM=1), against the whole-sequence projection (FUSEDRNN_STEP_PROJ=0):
+    both match torch.nn, and the counter tells which ran."""
+    monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", "1")
+    monkeypatch.setenv("FUSEDRNN_PACKED_GEMM", "1")
+    threads(2)
+    layers_dirs = 2 * (2 if bidirectional else 1)
+    for value, expected in (("", layers_dirs), ("0", 0)):
+        monkeypatch.setenv("FUSEDRNN_STEP_PROJ", value)
+        before = step_proj_calls()
+        assert compare(cell, packed, bidirectional, H=21, I=7, B=5, train=True) == (layers_dirs, layers_dirs)
+        assert step_proj_calls() - before == expected
+
+
+@pytest.mark.parametrize("B,T,expected", [(32, 10, 1), (16, 20, 0), (1, 320, 0)])
+def test_default_per_step_projection_from_32_rows(threads, B, T, expected):
+    """By default the split projects per step from 32 rows a step on (lstm_h512's shape class),
+    with 320 rows in all in every case (enough for the packed kernel)."""
+    threads(2)
+    before = step_proj_calls()
+    assert compare("lstm", False, False, H=256, T=T, I=16, B=B, num_layers=1) == (1, 0)
+    assert step_proj_calls() - before == expected

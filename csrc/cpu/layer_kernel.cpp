@@ -334,7 +334,7 @@ inline bool single_threaded_products(const LayerShape& s) {
 // before any work, and the caller's row loop runs the layer.
 namespace unit_split {
 
-std::atomic<int64_t> forward_calls{0}, backward_calls{0};
+std::atomic<int64_t> forward_calls{0}, backward_calls{0}, step_proj_calls{0};
 
 inline void relax(int64_t spins) {
   if (spins < (1 << 14)) {
@@ -447,16 +447,17 @@ bool forward(const ForwardCall<scalar_t, acc_t>& call, const at::Tensor& Whh) {
   } else {
     const LayerShape& s = *call.s;
     const std::vector<int64_t> bounds = slices(s);
-    if (bounds.empty() || call.step_proj) return false;
+    if (bounds.empty()) return false;
     const int P = static_cast<int>(bounds.size()) - 1;
-    const int64_t G = s.G, H = s.H, Hr = s.Hr, GH = G * H;
-    std::vector<std::vector<cpu_packed::PackedWeight>> weights(P);  // [slice][gate]
+    const int64_t G = s.G, H = s.H, Hr = s.Hr, I = s.I, GH = G * H;
+    std::vector<std::vector<cpu_packed::PackedWeight>> weights(P), input_weights(P);  // [slice][gate]
     const bool ran = run_slices(
         P,
         [&](int64_t p) {
           const int64_t u0 = bounds[p], U = bounds[p + 1] - u0;
           for (int64_t g = 0; g < G; ++g) {
             weights[p].emplace_back(Whh.data_ptr<float>() + (g * H + u0) * Hr, U, Hr, true);
+            if (call.step_proj) input_weights[p].emplace_back(call.wih + (g * H + u0) * I, U, I, true);
           }
         },
         [&](int64_t p, SpinBarrier& barrier) {
@@ -465,6 +466,11 @@ bool forward(const ForwardCall<scalar_t, acc_t>& call, const at::Tensor& Whh) {
             const int64_t t = call.reverse ? s.T - 1 - step : step, b = s.batch_sizes[t];
             const PrevRows prev = prev_rows(s, call.reverse, step, call.out, call.hx);
             for (int64_t g = 0; g < G; ++g) {
+              // With step_proj, this slice's x_t @ W_ih^T of the step into the B-row buffer xw.
+              if (call.step_proj) {
+                cpu_packed::gemm(b, call.x + s.offsets[t] * I, I, input_weights[p][g], 0.f, call.xw + g * H + u0,
+                                 call.xw_ld);
+              }
               float* hw = call.hw + g * H + u0;
               cpu_packed::gemm(prev.n, prev.first, Hr, weights[p][g], 0.f, hw, GH);
               if (b > prev.n) cpu_packed::gemm(b - prev.n, prev.second, Hr, weights[p][g], 0.f, hw + prev.n * GH, GH);
@@ -474,6 +480,7 @@ bool forward(const ForwardCall<scalar_t, acc_t>& call, const at::Tensor& Whh) {
           }
         });
     forward_calls.fetch_add(ran);
+    step_proj_calls.fetch_add(ran && call.step_proj);
     return ran;
   }
 }
@@ -680,10 +687,21 @@ struct CpuBackend {
   // times, inference: imdb_rnn 23.0 -> 22.1 ms, fastai_rnn 7.09 -> 6.91, fastai_gru 17.7 -> 17.1,
   // char_lstm 25.9 -> 25.2, imdb_gru_packed 145 -> 140.
   static constexpr bool kStepInputProjection = true;
+  // With the hidden units split between threads (unit_split), each thread projects its own units
+  // of every row per step too, from kMinStepProjRows rows a step on: its slice of W_ih is read again
+  // every step, for 2 flops a weight a row. Inference, 12 interleaved rounds, medians, on a 2-core
+  // AMD EPYC Zen 4: lstm_h512 (32 rows a step) 54.3 -> 51.1 ms; but at 16 rows a step the reads
+  // cost more than the cache saves (awd_lstm_b16 93.0 -> 104.5 ms, lstm_h1536 167 -> 190), and at
+  // 64 it is even (awd_lstm_b64 340 vs 345).
+  static constexpr int64_t kMinStepProjRows = 32;
+  // FUSEDRNN_STEP_PROJ=0 (read per call) keeps to the whole-sequence product (comparisons).
   static bool step_input_projection(const LayerShape& s, at::ScalarType type) {
+    const char* e = std::getenv("FUSEDRNN_STEP_PROJ");
+    if (e != nullptr && std::string(e) == "0") return false;
+    if (type != at::kFloat || !cpu_packed::worth_packing(s.N) || !single_threaded_products(s)) return false;
+    if (!unit_split::slices(s).empty()) return s.B >= kMinStepProjRows || cpu_packed::forced();
     const bool spare_threads = at::get_num_threads() > 1 && !at::in_parallel_region();
-    return type == at::kFloat && cpu_packed::worth_packing(s.N) && single_threaded_products(s) &&
-           !(tiny_layer(s) && row_block_count(s) == 1 && spare_threads) && unit_split::slices(s).empty();
+    return !(tiny_layer(s) && row_block_count(s) == 1 && spare_threads);
   }
   template <typename scalar_t>
   static void gemm_ld(int64_t m, int64_t n, int64_t k, const scalar_t* A, const StepWeight<scalar_t>& W,
@@ -716,7 +734,7 @@ struct CpuBackend {
 }  // namespace
 
 cpu_loop::Stats cpu_loop::stats() {
-  return {unit_split::forward_calls.load(), unit_split::backward_calls.load()};
+  return {unit_split::forward_calls.load(), unit_split::backward_calls.load(), unit_split::step_proj_calls.load()};
 }
 
 namespace {

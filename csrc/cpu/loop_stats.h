@@ -10,6 +10,7 @@ namespace cpu_loop {
 struct Stats {
   int64_t unit_split_forward;   // forward step loops run with the hidden units split between threads
   int64_t unit_split_backward;  // backward step loops run so
+  int64_t unit_split_step_proj;  // of the forward ones, those projecting each step's input themselves
 };
 Stats stats();
 
