@@ -38,6 +38,8 @@ constexpr int64_t kMinRows = 256;
 bool worth_packing(int64_t rows);
 // Whether FUSEDRNN_PACKED_GEMM=1 asks for the kernels whatever the size (tests).
 bool forced();
+// Whether this CPU has the AVX-512 subsets the kernels use (F, VL, BW, DQ); AVX2 + FMA builds only.
+bool cpu_has_avx512();
 
 // Measurements on the calling thread (csrc/cpu/rates.cpp, scripts/gemm_efficiency.py), in GFLOP/s:
 // FMAs on registers only with the kernels' ISA (the peak), and the step product C = A @ W^T of
