@@ -97,6 +97,20 @@ def test_forced_split_hidden_sizes(monkeypatch, threads, cell, H):
     assert compare(cell, True, False, H=H, B=3, num_layers=1, train=True) == (1, 1)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("H", [7, 37, 70])
+@pytest.mark.parametrize("cell", CELLS)
+def test_forced_split_batch_one_reads_w_hh_in_place(monkeypatch, threads, cell, H, isa):
+    """A batch of one row: each thread's units of W_hh read in place (gemv_rows, no packing), with
+    slices of fewer and more than 8 rows and k = H with and without a partial vector."""
+    if isa == "avx512" and C.packed_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512")
+    monkeypatch.setenv("FUSEDRNN_PACKED_ISA", isa)
+    monkeypatch.setenv("FUSEDRNN_UNIT_SPLIT", "1")
+    threads(2)
+    assert compare(cell, False, False, H=H, T=7, B=1, num_layers=2, train=True) == (2, 2)
+
+
 @pytest.mark.parametrize("B", [1, 16])
 @pytest.mark.parametrize("cell", CELLS)
 def test_default_split_on_a_big_layer(threads, cell, B):

@@ -356,6 +356,49 @@ inline void grad_tile(int64_t L, const float* g, const float* a, int64_t pstride
 #undef FUSEDRNN_STORE
 }
 
+// gemv_rows on AVX-512: eight rows of W at a time, 16 of k a vector, the rows' sums reduced at
+// the end; k's tail by a masked load.
+void gemv_rows(int64_t n, int64_t k, const float* a, const float* W, int64_t ldw, float* c) {
+  const int64_t k16 = k / 16 * 16;
+  const __mmask16 tail = lanes(k - k16);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const float* w = W + j * ldw;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    auto step = [&](int64_t kk, __m512 x, auto load) {
+      s0 = _mm512_fmadd_ps(x, load(w + kk), s0);
+      s1 = _mm512_fmadd_ps(x, load(w + ldw + kk), s1);
+      s2 = _mm512_fmadd_ps(x, load(w + 2 * ldw + kk), s2);
+      s3 = _mm512_fmadd_ps(x, load(w + 3 * ldw + kk), s3);
+      s4 = _mm512_fmadd_ps(x, load(w + 4 * ldw + kk), s4);
+      s5 = _mm512_fmadd_ps(x, load(w + 5 * ldw + kk), s5);
+      s6 = _mm512_fmadd_ps(x, load(w + 6 * ldw + kk), s6);
+      s7 = _mm512_fmadd_ps(x, load(w + 7 * ldw + kk), s7);
+    };
+    for (int64_t kk = 0; kk < k16; kk += 16) {
+      step(kk, _mm512_loadu_ps(a + kk), [](const float* q) { return _mm512_loadu_ps(q); });
+    }
+    if (k16 < k) {
+      step(k16, _mm512_maskz_loadu_ps(tail, a + k16), [&](const float* q) { return _mm512_maskz_loadu_ps(tail, q); });
+    }
+    c[j] = _mm512_reduce_add_ps(s0);
+    c[j + 1] = _mm512_reduce_add_ps(s1);
+    c[j + 2] = _mm512_reduce_add_ps(s2);
+    c[j + 3] = _mm512_reduce_add_ps(s3);
+    c[j + 4] = _mm512_reduce_add_ps(s4);
+    c[j + 5] = _mm512_reduce_add_ps(s5);
+    c[j + 6] = _mm512_reduce_add_ps(s6);
+    c[j + 7] = _mm512_reduce_add_ps(s7);
+  }
+  for (; j < n; ++j) {
+    const float* w = W + j * ldw;
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < k16; kk += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + kk), _mm512_loadu_ps(w + kk), s);
+    if (k16 < k) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + k16), _mm512_maskz_loadu_ps(tail, w + k16), s);
+    c[j] = _mm512_reduce_add_ps(s);
+  }
+}
+
 }  // namespace avx512
 #pragma GCC pop_options
 
@@ -625,6 +668,57 @@ void weight_grad(int64_t M, const float* G, int64_t ldg, int64_t K1, const float
   }
 }
 
+namespace {
+inline float hsum(__m256 v) {
+  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
+}
+
+// gemv_rows on AVX2: eight rows of W at a time, 8 of k a vector; k's tail in scalar.
+void gemv_rows_avx2(int64_t n, int64_t k, const float* a, const float* W, int64_t ldw, float* c) {
+  const int64_t k8 = k / 8 * 8;
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const float* w = W + j * ldw;
+    __m256 s[8];
+    for (int r = 0; r < 8; ++r) s[r] = _mm256_setzero_ps();
+    for (int64_t kk = 0; kk < k8; kk += 8) {
+      const __m256 x = _mm256_loadu_ps(a + kk);
+      s[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + kk), s[0]);
+      s[1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + ldw + kk), s[1]);
+      s[2] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + 2 * ldw + kk), s[2]);
+      s[3] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + 3 * ldw + kk), s[3]);
+      s[4] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + 4 * ldw + kk), s[4]);
+      s[5] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + 5 * ldw + kk), s[5]);
+      s[6] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + 6 * ldw + kk), s[6]);
+      s[7] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w + 7 * ldw + kk), s[7]);
+    }
+    for (int r = 0; r < 8; ++r) {
+      float t = hsum(s[r]);
+      for (int64_t kk = k8; kk < k; ++kk) t += a[kk] * w[r * ldw + kk];
+      c[j + r] = t;
+    }
+  }
+  for (; j < n; ++j) {
+    const float* w = W + j * ldw;
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t kk = 0; kk < k8; kk += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + kk), _mm256_loadu_ps(w + kk), s);
+    float t = hsum(s);
+    for (int64_t kk = k8; kk < k; ++kk) t += a[kk] * w[kk];
+    c[j] = t;
+  }
+}
+}  // namespace
+
+void gemv_rows(int64_t n, int64_t k, const float* a, const float* W, int64_t ldw, float* c) {
+  if (use_avx512()) {
+    avx512::gemv_rows(n, k, a, W, ldw, c);
+  } else {
+    gemv_rows_avx2(n, k, a, W, ldw, c);
+  }
+}
+
 #else  // no AVX2: the callers keep to the BLAS
 
 bool available() { return false; }
@@ -634,6 +728,9 @@ bool worth_packing(int64_t) { return false; }
 
 void gemm(int64_t, const float*, int64_t, const PackedWeight&, float, float*, int64_t) {
   TORCH_CHECK(false, "fusedrnn: the packed step product needs an AVX2 build");
+}
+void gemv_rows(int64_t, int64_t, const float*, const float*, int64_t, float*) {
+  TORCH_CHECK(false, "fusedrnn: the row product needs an AVX2 build");
 }
 void weight_grad(int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, bool, const GradSegment*,
                  int64_t, float*) {

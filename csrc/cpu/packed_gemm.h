@@ -71,6 +71,12 @@ inline void gemm(int64_t m, const float* A, const PackedWeight& W, float beta, f
   gemm(m, A, W.k(), W, beta, C, W.n());
 }
 
+// One row against W's rows in place, no packing: c[j] = a[0, k] . W[j, 0:k] for j < n, W's rows ldw
+// apart (a batch of one row: the unit split's step product at batch 1, where packing W_hh once a
+// call, memory bound, cost about as much as several steps). Runs on the calling thread. Only
+// where available().
+void gemv_rows(int64_t n, int64_t k, const float* a, const float* W, int64_t ldw, float* c);
+
 // Weight gradients, C[M, Kc] = sum over rows of G[row, :M]^T [A1[row, :K1] | A2[row, :K2] | 1],
 // Kc = K1 + K2 + (ones ? 1 : 0): dW_ih and dW_hh side by side, and with `ones` the bias gradient
 // (the sum of G's rows) in the last column. The rows come in segments: segment i covers rows
