@@ -22,7 +22,8 @@ namespace {
 
 constexpr int64_t kPanel = 16;  // columns per panel: two AVX2 vectors
 constexpr int kRows = 6;        // rows per tile: 6 x 2 accumulators + 2 B vectors + 1 A broadcast
-constexpr int64_t kMaxStepRows = 32;  // products of up to this many rows read each panel once
+constexpr int64_t kMaxStepRows = 64;  // products of up to this many rows read each panel once...
+constexpr int64_t kMaxStepA = int64_t(1) << 17;  // ... when A has at most this many floats (512 KB)
 constexpr int64_t kBlockK = 256;      // gemm of more rows: the weight's k rows per block
 constexpr int64_t kGradRows = 256;    // weight_grad: rows packed per chunk
 constexpr int64_t kTileBlock = 16;    // weight_grad: G tiles per block
@@ -493,8 +494,11 @@ void gemm(int64_t m, const float* A, int64_t lda, const PackedWeight& W, float b
   // A step's rows (up to kMaxStepRows), or a small product: one block, every panel read once,
   // whatever k: a step's weight may come from L3 (a unit slice of an LSTM of hidden 1152), and
   // reading it once with A from L2 beat chunks of 6 rows that each read it again (one thread, 16
-  // rows x 1152 x 2304: 2.3 vs 3.1 ms).
-  if (m <= kMaxStepRows || m * k <= 8192) return block(0, m, 0, panels, 0, k);
+  // rows x 1152 x 2304: 2.3 vs 3.1 ms). Up to 64 rows while A stays within L2: one thread on a
+  // Zen 4, GFLOP/s, three rounds, blocked (below) -> one block: 48 x 2304 x 1152 96-97 -> 103-110,
+  // 64 x 2304 x 1152 95-102 -> 106-108 (awd_lstm_b64's unit-split step), 64 x 1024 x 512 111-113
+  // -> 113-115; 32 rows unchanged.
+  if (m <= 32 || (m <= kMaxStepRows && m * k <= kMaxStepA) || m * k <= 8192) return block(0, m, 0, panels, 0, k);
   // Larger products in blocks: kBlockK rows of the weight at a time, in groups of panels of about
   // 512 KB that stay in L2 while chunks of A's rows (about 24 KB, in L1) pass over them. Without it
   // every 6-row chunk read the whole weight again: 1536 x 1152 x 2304 on one core ran at 63
