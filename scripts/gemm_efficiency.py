@@ -33,7 +33,16 @@ def blas_gflops(m, n, k, seconds=0.05):
 
 
 def measure(rows, hidden, cells, rounds, seconds=0.05):
+    """On one thread (the step products run one per thread); the caller's thread count comes back."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _measure(rows, hidden, cells, rounds, seconds)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measure(rows, hidden, cells, rounds, seconds):
     peak_iters = 2_000_000
     shapes = [(c, m, h) for c in cells for h in hidden for m in rows]
     best = {s: [0.0, 0.0] for s in shapes}

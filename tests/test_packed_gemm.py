@@ -270,6 +270,8 @@ def test_gemm_efficiency_script_writes_its_table(tmp_path, capsys):
     import os
     import sys
 
+    threads_before = torch.get_num_threads()
+
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
     try:
         import gemm_efficiency
@@ -280,3 +282,4 @@ def test_gemm_efficiency_script_writes_its_table(tmp_path, capsys):
                               "--json", str(out)])
     assert json.loads(out.read_text())["results"][0]["n"] == 48 and r["peak_gflops"] > 0
     assert "of peak" in capsys.readouterr().out
+    assert torch.get_num_threads() == threads_before  # measured on one thread, the caller's count back
