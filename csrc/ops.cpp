@@ -47,9 +47,10 @@ PyObject* cache_info(PyObject*, PyObject*) {
 }
 PyObject* loop_stats(PyObject*, PyObject*) {
   const fusedrnn::cpu_loop::Stats st = fusedrnn::cpu_loop::stats();
-  return Py_BuildValue("{s:L,s:L,s:L}", "unit_split_forward", static_cast<long long>(st.unit_split_forward),
+  return Py_BuildValue("{s:L,s:L,s:L,s:L}", "unit_split_forward", static_cast<long long>(st.unit_split_forward),
                        "unit_split_backward", static_cast<long long>(st.unit_split_backward),
-                       "unit_split_step_proj", static_cast<long long>(st.unit_split_step_proj));
+                       "unit_split_step_proj", static_cast<long long>(st.unit_split_step_proj),
+                       "column_split_products", static_cast<long long>(st.column_split_products));
 }
 PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
   long long iters = 0;
@@ -86,7 +87,8 @@ PyMethodDef methods[] = {
     {"loop_stats", loop_stats, METH_NOARGS,
      "How the CPU layer ops ran their step loops since loading: dict of unit_split_forward and "
      "unit_split_backward (loops run with the hidden units split between threads) and "
-     "unit_split_step_proj (those forward loops that projected each step's input themselves)."},
+     "unit_split_step_proj (those forward loops that projected each step's input themselves), and "
+     "column_split_products (input projections of few rows split between threads by W's rows)."},
     {"direct_blas", direct_blas, METH_NOARGS,
      "Whether the CPU step loop calls the BLAS in libtorch_cpu directly (else through at::mm)."},
     {nullptr, nullptr, 0, nullptr}};

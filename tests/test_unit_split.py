@@ -161,3 +161,47 @@ def test_default_per_step_projection_from_32_rows(threads, B, T, expected):
     before = step_proj_calls()
     assert compare("lstm", False, False, H=256, T=T, I=16, B=B, num_layers=1) == (1, 0)
     assert step_proj_calls() - before == expected
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_default_split_of_a_short_batch_one_forward(threads, cell):
+    """A forward of one row reads W_hh in place, packing nothing: the default rule splits it
+    whatever the steps (gru_h1024_b1's shape class at a few steps); its backward, which packs the
+    slices, still needs 8 steps."""
+    threads(2)
+    H = 256 if cell == "lstm" else 448
+    for T in (1, 3, 7):
+        assert compare(cell, False, False, H=H, T=T, I=32, B=1, num_layers=1, train=True) == (1, 0)
+    assert compare(cell, False, False, H=H, T=3, I=32, B=2, num_layers=1, train=True) == (0, 0)
+
+
+def column_split_calls():
+    return C.loop_stats()["column_split_products"]
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_column_split_input_projection(monkeypatch, threads, cell, nthreads, isa):
+    """The whole-sequence input projection of fewer rows than pay for packing all of W_ih (at most
+    255), against a W_ih of 64K weights or more: split between threads by W_ih's rows, rows of 1-4
+    through gemv_rows, more through each thread's own packed panels. W_ih's rows (gate units) not a
+    multiple of 16 and I not a multiple of 8 or 16 (partial panels and vectors)."""
+    if isa == "avx512" and C.packed_isa() != "avx512":
+        pytest.skip("this CPU has no AVX-512")
+    monkeypatch.setenv("FUSEDRNN_PACKED_ISA", isa)
+    threads(nthreads)
+    I = 67
+    H = {"lstm": 250, "gru": 330}.get(cell, 990)  # G * H * I >= 65536, G * H not a multiple of 16
+    for T, B in ((1, 1), (4, 1), (2, 2), (5, 1), (9, 3), (60, 4)):
+        before = column_split_calls()
+        compare(cell, False, False, H=H, T=T, I=I, B=B, num_layers=1, train=True)
+        assert column_split_calls() - before == 1, (T, B)
+
+
+def test_column_split_off_below_its_weight_size_and_from_256_rows(threads):
+    threads(2)
+    before = column_split_calls()
+    compare("gru", False, False, H=40, T=5, I=67, B=2, num_layers=1)  # 120 x 67 weights
+    compare("gru", False, False, H=330, T=64, I=67, B=4, num_layers=1)  # 256 rows: all of W_ih packed
+    assert column_split_calls() == before
