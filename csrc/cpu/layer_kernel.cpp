@@ -224,7 +224,8 @@ constexpr int64_t kMaxBlockRows = 32;
 
 // Slices of units: P + 1 bounds, multiples of 16 (whole SIMD pairs) but the last; none if the call
 // does not qualify or H is too short for two slices.
-inline std::vector<int64_t> slices(const LayerShape& s, bool forward = false) {
+enum class Pass { kForward, kBackward };
+inline std::vector<int64_t> slices(const LayerShape& s, Pass pass) {
   const std::string v = switch_value();
   if (v == "0" || s.proj || s.T == 0 || !cpu_packed::available() || at::in_parallel_region()) return {};
   const bool forced = v == "1";
@@ -232,7 +233,7 @@ inline std::vector<int64_t> slices(const LayerShape& s, bool forward = false) {
   if (!forced) {
     const int64_t weight_bytes = s.G * s.H * s.Hr * int64_t(sizeof(float));
     const int64_t block_rows = (s.B + threads - 1) / std::max<int64_t>(1, threads);
-    const bool short_call = s.T < 8 && !forward;
+    const bool short_call = s.T < 8 && pass == Pass::kBackward;
     if (weight_bytes < kMinWeightBytes || block_rows > kMaxBlockRows || short_call) return {};
   }
   const int64_t align = forced ? 1 : 16;
@@ -291,7 +292,7 @@ bool forward(const ForwardCall<scalar_t, acc_t>& call, const at::Tensor& Whh) {
     return false;
   } else {
     const LayerShape& s = *call.s;
-    const std::vector<int64_t> bounds = slices(s, true);
+    const std::vector<int64_t> bounds = slices(s, Pass::kForward);
     if (bounds.empty()) return false;
     const int P = static_cast<int>(bounds.size()) - 1;
     const int64_t G = s.G, H = s.H, Hr = s.Hr, I = s.I, GH = G * H;
@@ -347,7 +348,7 @@ bool backward(const BackwardCall<scalar_t, acc_t>& call, const at::Tensor& Whh) 
     return false;
   } else {
     const LayerShape& s = *call.s;
-    const std::vector<int64_t> bounds = slices(s);
+    const std::vector<int64_t> bounds = slices(s, Pass::kBackward);
     if (bounds.empty()) return false;
     const int P = static_cast<int>(bounds.size()) - 1;
     const int64_t GH = s.G * s.H, Hr = s.Hr;
@@ -583,7 +584,7 @@ struct CpuBackend {
     const char* e = std::getenv("FUSEDRNN_STEP_PROJ");
     if (e != nullptr && std::string(e) == "0") return false;
     if (type != at::kFloat || !cpu_packed::worth_packing(s.N) || !single_threaded_products(s)) return false;
-    if (!unit_split::slices(s).empty()) return s.B >= kMinStepProjRows || cpu_packed::forced();
+    if (!unit_split::slices(s, unit_split::Pass::kForward).empty()) return s.B >= kMinStepProjRows || cpu_packed::forced();
     const bool spare_threads = at::get_num_threads() > 1 && !at::in_parallel_region();
     return !(tiny_layer(s) && row_block_count(s) == 1 && spare_threads);
   }
