@@ -102,14 +102,25 @@ def time_ms(fn, device):
     return (time.perf_counter() - t0) * 1e3
 
 
-def interleaved_ms(fns, device, warmup, repeats, budget_s=None, min_repeats=3, settle=5, tolerance=0.01):
+# Seconds of quiet before each timed run of a fn in interleaved_ms's `quiet`: ONNX Runtime's own
+# thread pool. After a parallel region the OpenMP workers of torch and fusedrnn spin on for several
+# milliseconds (libgomp's wait policy), which costs them nothing when an OpenMP op comes next but
+# takes a core from another pool's threads: on the 2-core Zen 4, gru_h1024_b1 in ORT took 17.3-17.9
+# ms right after fusedrnn, 12.8 after a 5 ms sleep, 11.4 after 20 ms, and 11.3-11.4 after torch.nn
+# (medians of 15). Deployed, ORT has the CPU to itself.
+QUIET_S = 0.02
+
+
+def interleaved_ms(fns, device, warmup, repeats, budget_s=None, min_repeats=3, settle=5, tolerance=0.01,
+                   quiet=(), quiet_s=QUIET_S):
     """Median milliseconds of each of fns (name -> callable) and the number of runs each rests on.
     After a warm-up (the first round always; more while they take under a quarter of the budget),
     the runs are interleaved one by one (round r runs every fn once, in an order that alternates
     between rounds), so a machine whose speed drifts over seconds, as shared ones do, slows all of
     them alike. Up to `repeats` rounds; with a budget, it stops after `settle` rounds or more once
     no median moved by more than `tolerance` over the last two rounds, or after `min_repeats` once
-    the rounds took budget_s seconds."""
+    the rounds took budget_s seconds. Each timed run of a fn named in `quiet` starts after quiet_s
+    seconds of sleep (QUIET_S), which the budget does not count."""
     names = list(fns)
     start = time.perf_counter()
     for w in range(warmup):
@@ -120,8 +131,12 @@ def interleaved_ms(fns, device, warmup, repeats, budget_s=None, min_repeats=3, s
     times = {name: [] for name in names}
     history = []
     start = time.perf_counter()
+    slept = 0.0
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
+            if name in quiet:
+                time.sleep(quiet_s)
+                slept += quiet_s
             times[name].append(time_ms(fns[name], device))
         medians = {name: statistics.median(t) for name, t in times.items()}
         history.append(medians)
@@ -131,7 +146,7 @@ def interleaved_ms(fns, device, warmup, repeats, budget_s=None, min_repeats=3, s
         if rounds >= settle and all(abs(medians[n] - old[n]) <= tolerance * old[n]
                                     for old in history[-3:-1] for n in names):
             break
-        if rounds >= min_repeats and time.perf_counter() - start >= budget_s:
+        if rounds >= min_repeats and time.perf_counter() - start - slept >= budget_s:
             break
     return history[-1], len(history)
 
@@ -277,7 +292,7 @@ def make_steps(case, mode, device, dtype=torch.float32, seed=0, cell_loop=True, 
 def run_case(case, mode, device, dtype=torch.float32, warmup=3, repeats=10, seed=0, cell_loop=True, budget_s=None,
              ort=False):
     steps, lengths = make_steps(case, mode, torch.device(device), dtype, seed, cell_loop, ort)
-    ms, runs = interleaved_ms(steps, device, warmup, repeats, budget_s)
+    ms, runs = interleaved_ms(steps, device, warmup, repeats, budget_s, quiet=("ort",))
     row = {
         **asdict(case), "mode": mode, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "reference": reference_backend(case, device), "runs": runs, "torch_ms": ms["torch"], "fusedrnn_ms": ms["fusedrnn"],

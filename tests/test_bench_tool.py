@@ -60,6 +60,35 @@ def test_time_budget_stops_repeating():
     assert runs == 7 and ms["a"] > ms["b"] > 0
 
 
+def test_quiet_fns_start_after_a_pause_that_the_budget_does_not_count():
+    """A fn named in `quiet` (ONNX Runtime's, in run_case) starts each timed run quiet_s after the
+    run before it ended, whichever order the round has; the others do not wait; the sleeps are not
+    counted against the budget."""
+    import time
+
+    last_end = [None]
+    gaps = {"a": [], "b": []}
+
+    def fn(name):
+        def run():
+            if last_end[0] is not None:
+                gaps[name].append(time.perf_counter() - last_end[0])
+            last_end[0] = time.perf_counter()
+        return run
+
+    cpu = __import__("torch").device("cpu")
+    fns = {"a": fn("a"), "b": fn("b")}
+    ms, runs = bench.interleaved_ms(fns, cpu, warmup=0, repeats=6, budget_s=None, quiet=("b",), quiet_s=0.03)
+    assert runs == 6 and len(gaps["b"]) == 6
+    assert min(gaps["b"]) >= 0.03
+    assert max(gaps["a"]) < 0.03
+    # A budget of 0.1 s: the runs take next to nothing, so it runs every repeat (counting the 30 ms
+    # sleeps, it would stop after the fourth round)
+    ms, runs = bench.interleaved_ms(fns, cpu, warmup=0, repeats=12, budget_s=0.1, settle=100,
+                                    quiet=("b",), quiet_s=0.03)
+    assert runs == 12
+
+
 def test_plot_groups_cases_and_switches_to_a_log_axis(tmp_path, monkeypatch):
     matplotlib = pytest.importorskip("matplotlib")
     import matplotlib.axes
