@@ -1,9 +1,11 @@
-"""The CPU pointwise passes' two builds (csrc/cpu/pointwise.h): the AVX2 one, and the same code
-compiled with AVX-512 enabled (32 vector registers), chosen where the CPU has AVX-512 unless
-FUSEDRNN_POINTWISE_ISA=avx2. The choice is read once per process, so each build runs in a child
-process: forward and backward of every cell, dense and packed, at hidden sizes with paired, single
-and partial vectors, against torch.nn in float64; both builds must also agree with each other to
-a few float32 roundings. A bad value is an error that names the variable."""
+"""The CPU pointwise passes' three builds (csrc/cpu/pointwise.h): the AVX2 one ("avx2"); the same
+code compiled with AVX-512 enabled, 8-lane vectors in 32 registers ("avx512-256"); and, the default
+where the CPU has AVX-512 ("avx512"), the float32 forward pass on 16-lane vectors (vec512.h: its own
+exp, tanh and reciprocal-based quotients) with the other passes as in avx512-256. The choice is
+read once per process, so each build runs in a child process: forward and backward of every cell,
+dense and packed, at hidden sizes with paired, single and partial vectors of both widths, against
+torch.nn in float64; the builds must also agree with each other to a few float32 roundings. A bad
+value is an error that names the variable."""
 import json
 import os
 import subprocess
@@ -20,7 +22,7 @@ from helpers import CELLS, make_nn, rel_err
 torch.set_num_threads(2)
 worst, outputs = 0.0, []
 for cell in CELLS:
-    for H, packed in ((5, False), (16, True), (37, False), (64, True)):
+    for H, packed in ((5, False), (16, True), (37, False), (48, False), (64, True)):
         torch.manual_seed(H)
         m = make_nn(cell, 7, H, num_layers=1)
         T, B = 6, 5
@@ -58,6 +60,9 @@ def cpu_has_avx512():
     return all(f in flags for f in ("avx512f", "avx512vl", "avx512bw", "avx512dq"))
 
 
+WIDE = ["avx512-256", "avx512"]
+
+
 def run_child(value):
     env = dict(os.environ, FUSEDRNN_POINTWISE_ISA=value)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +71,7 @@ def run_child(value):
 
 @pytest.fixture(scope="module")
 def builds():
-    values = ["avx2"] + (["avx512"] if cpu_has_avx512() else [])
+    values = ["avx2"] + (WIDE if cpu_has_avx512() else [])
     out = {}
     for v in values:
         r = run_child(v)
@@ -75,17 +80,18 @@ def builds():
     return out
 
 
-@pytest.mark.parametrize("value", ["avx2", "avx512"])
+@pytest.mark.parametrize("value", ["avx2", *WIDE])
 def test_each_build_matches_torch(builds, value):
     if value not in builds:
         pytest.skip("this CPU has no AVX-512")
     assert builds[value]["worst"] <= 2e-5, builds[value]["worst"]
 
 
-def test_builds_agree(builds):
-    if len(builds) < 2:
+@pytest.mark.parametrize("value", WIDE)
+def test_builds_agree(builds, value):
+    if value not in builds:
         pytest.skip("this CPU has no AVX-512")
-    a, b = builds["avx2"]["outputs"], builds["avx512"]["outputs"]
+    a, b = builds["avx2"]["outputs"], builds[value]["outputs"]
     assert len(a) == len(b)
     for case_a, case_b in zip(a, b):
         for ta, tb in zip(case_a, case_b):
@@ -96,11 +102,12 @@ def test_builds_agree(builds):
 def test_bad_value_is_an_error():
     r = run_child("sse2")
     assert r.returncode != 0
-    assert "FUSEDRNN_POINTWISE_ISA must be avx2 or avx512, got 'sse2'" in r.stderr
+    assert "FUSEDRNN_POINTWISE_ISA must be avx2, avx512 or avx512-256, got 'sse2'" in r.stderr
 
 
 @pytest.mark.skipif(cpu_has_avx512(), reason="this CPU has AVX-512")
-def test_avx512_asked_without_it_is_an_error():
-    r = run_child("avx512")
+@pytest.mark.parametrize("value", WIDE)
+def test_avx512_asked_without_it_is_an_error(value):
+    r = run_child(value)
     assert r.returncode != 0
-    assert "FUSEDRNN_POINTWISE_ISA=avx512, but this CPU has no AVX-512" in r.stderr
+    assert f"FUSEDRNN_POINTWISE_ISA={value}, but this CPU has no AVX-512" in r.stderr

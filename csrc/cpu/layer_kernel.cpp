@@ -32,6 +32,8 @@ namespace {
 
 template <typename scalar_t>
 using Vec = at::vec::Vectorized<scalar_t>;
+template <typename scalar_t>
+using VecPair = cell::Pair<scalar_t>;
 
 // Set while a tiny layer runs on one thread (see CpuBackend::for_row_blocks): its pointwise
 // passes stay on this thread too.
@@ -47,36 +49,71 @@ namespace narrow_isa {
 namespace wide_isa {
 #include "pointwise.h"
 }  // namespace wide_isa
+// The float32 forward pass on 16-lane vectors (vec512.h); the other passes stay on wide_isa.
+namespace zmm_isa {
+#include "vec512.h"
+// The cell formulas again, compiled here for AVX-512 so that they inline vec512.h's functions;
+// pointwise.h's cell:: calls below resolve to this namespace.
+namespace cell {
+#include "../cell_formulas.h"
+}  // namespace cell
+template <typename S>
+struct Lanes {
+  using type = at::vec::Vectorized<S>;
+};
+template <>
+struct Lanes<float> {
+  using type = Z16;
+};
+template <typename S>
+using Vec = typename Lanes<S>::type;
+template <typename S>
+using VecPair = ZPair<S>;
+#include "pointwise.h"
+}  // namespace zmm_isa
 #pragma GCC pop_options
 #endif
 
-// Whether the pointwise passes run their AVX-512 build: where the CPU has AVX-512, unless
-// FUSEDRNN_POINTWISE_ISA=avx2 (read once, at the first pointwise pass). The AVX2 build's LSTM
-// forward pass kept its constants on the stack (197 stack accesses in its row loop against 36).
-// Inference on a 2-core AMD EPYC Zen 4, 3 alternating processes each, median of 200 calls:
-// human_numbers_lstm 1.15-1.58 -> 0.97-1.18 ms, fastai_lstm 18.3-19.0 -> 17.5-18.3 ms; fastai_gru
-// and agnews_lstm unchanged within the noise.
-inline bool wide_pointwise() {
+// Which build the pointwise passes run (FUSEDRNN_POINTWISE_ISA, read once, at the first pointwise
+// pass): where the CPU has AVX-512, by default (or "avx512") the float32 forward pass on 16-lane
+// vectors (zmm_isa) and the rest on wide_isa; "avx512-256" every pass on wide_isa; "avx2" the
+// AVX2 build (narrow_isa) everywhere.
+// zmm_isa against wide_isa, inference on a 2-core Intel Xeon (AVX-512), 2 alternating processes
+// each, medians of 100-400 calls: fastai_lstm 14.67 / 15.56 -> 13.95 / 14.52 ms, fastai_gru
+// 11.35 / 11.89 -> 10.74 / 11.50, human_numbers_lstm (one layer) 0.52 / 0.53 -> 0.50 / 0.50. Not
+// at lstm_h512 (batch 32), whose unit-split pass runs at about 12 clocks an element in both builds,
+// hot or cold, bound by its loads rather than its math.
+// wide_isa against narrow_isa: the AVX2 build's LSTM forward pass kept its constants on the stack
+// (197 stack accesses in its row loop against 36). Inference on a 2-core AMD EPYC Zen 4, 3
+// alternating processes each, median of 200 calls: human_numbers_lstm 1.15-1.58 -> 0.97-1.18 ms,
+// fastai_lstm 18.3-19.0 -> 17.5-18.3 ms; fastai_gru and agnews_lstm unchanged within the noise.
+enum class PointwiseIsa { kAvx2, kAvx512Ymm, kAvx512 };
+inline PointwiseIsa pointwise_isa() {
 #if defined(FUSEDRNN_X86) && defined(CPU_CAPABILITY_AVX2)
-  static const bool wide = [] {
+  static const PointwiseIsa isa = [] {
     const char* e = std::getenv("FUSEDRNN_POINTWISE_ISA");
     const std::string v = e ? e : "";
-    TORCH_CHECK(v.empty() || v == "avx2" || v == "avx512",
-                "fusedrnn: FUSEDRNN_POINTWISE_ISA must be avx2 or avx512, got '", v, "'");
-    TORCH_CHECK(v != "avx512" || cpu_packed::cpu_has_avx512(),
-                "fusedrnn: FUSEDRNN_POINTWISE_ISA=avx512, but this CPU has no AVX-512");
-    return v != "avx2" && cpu_packed::cpu_has_avx512();
+    TORCH_CHECK(v.empty() || v == "avx2" || v == "avx512" || v == "avx512-256",
+                "fusedrnn: FUSEDRNN_POINTWISE_ISA must be avx2, avx512 or avx512-256, got '", v, "'");
+    TORCH_CHECK(v.empty() || v == "avx2" || cpu_packed::cpu_has_avx512(),
+                "fusedrnn: FUSEDRNN_POINTWISE_ISA=", v, ", but this CPU has no AVX-512");
+    if (v == "avx2" || !cpu_packed::cpu_has_avx512()) return PointwiseIsa::kAvx2;
+    return v == "avx512-256" ? PointwiseIsa::kAvx512Ymm : PointwiseIsa::kAvx512;
   }();
-  return wide;
+  return isa;
 #else
-  return false;
+  return PointwiseIsa::kAvx2;
 #endif
 }
+inline bool wide_pointwise() { return pointwise_isa() != PointwiseIsa::kAvx2; }
 
 template <typename scalar_t>
 void forward_pointwise(const LayerShape& s, int64_t b, const ForwardStep<scalar_t, scalar_t>& p, int64_t j0 = 0,
                        int64_t j1 = -1) {
 #if defined(FUSEDRNN_X86) && defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (pointwise_isa() == PointwiseIsa::kAvx512) return zmm_isa::forward_pointwise<float>(s, b, p, j0, j1);
+  }
   if (wide_pointwise()) return wide_isa::forward_pointwise<scalar_t>(s, b, p, j0, j1);
 #endif
   narrow_isa::forward_pointwise<scalar_t>(s, b, p, j0, j1);

@@ -1,18 +1,19 @@
-// The CPU's fused pointwise passes and their helpers, included twice by layer_kernel.cpp: once as
+// The CPU's fused pointwise passes and their helpers, included three times by layer_kernel.cpp: once as
 // the build's ISA (AVX2) compiles them, once under `#pragma GCC target` with AVX-512, where the
 // same 256-bit code gets 32 vector registers instead of 16 (AVX-512VL) and no longer spills the
-// cell math's constants to the stack. No include guard, no includes: the includer provides
-// Vec, cell::, at::, LayerShape, ForwardStep, BackwardStep and serial_loop, and the namespace.
+// cell math's constants to the stack; and the float32 forward pass a third time on 16-lane vectors
+// (vec512.h). No include guard, no includes: the includer provides the vector types Vec<S> and
+// VecPair<S>, cell::, at::, LayerShape, ForwardStep, BackwardStep and serial_loop, and the namespace.
 
-// Loads and stores of n lanes for a vector type V: one Vectorized (n <= its size) or a Pair of
+// Loads and stores of n lanes for a vector type V: one vector (n <= its size) or a VecPair of
 // them (n both widths).
 template <typename V>
-struct Io;
-template <typename S>
-struct Io<Vec<S>> {
-  static Vec<S> load(const S* p, int64_t n) { return n == Vec<S>::size() ? Vec<S>::loadu(p) : Vec<S>::loadu(p, n); }
-  static void store(const Vec<S>& v, S* p, int64_t n) {
-    if (n == Vec<S>::size()) {
+struct Io {
+  template <typename S>
+  static V load(const S* p, int64_t n) { return n == V::size() ? V::loadu(p) : V::loadu(p, n); }
+  template <typename S>
+  static void store(const V& v, S* p, int64_t n) {
+    if (n == V::size()) {
       v.store(p);
     } else {
       v.store(p, n);
@@ -20,9 +21,9 @@ struct Io<Vec<S>> {
   }
 };
 template <typename S>
-struct Io<cell::Pair<S>> {
-  static cell::Pair<S> load(const S* p, int64_t) { return {Vec<S>::loadu(p), Vec<S>::loadu(p + Vec<S>::size())}; }
-  static void store(const cell::Pair<S>& v, S* p, int64_t) {
+struct Io<VecPair<S>> {
+  static VecPair<S> load(const S* p, int64_t) { return {Vec<S>::loadu(p), Vec<S>::loadu(p + Vec<S>::size())}; }
+  static void store(const VecPair<S>& v, S* p, int64_t) {
     v.a.store(p);
     v.b.store(p + Vec<S>::size());
   }
@@ -33,7 +34,7 @@ template <typename V, typename S>
 inline void store(const V& v, S* p, int64_t n) { Io<V>::store(v, p, n); }
 
 // Calls f(V{}, j, n) over [j0, j1) in chunks of n lanes: with Paired, pairs of SIMD vectors
-// (V = cell::Pair) while two fit, then single vectors (V = Vectorized; the last may be short).
+// (V = VecPair) while two fit, then single vectors (V = Vec; the last may be short).
 // Pairs give the out-of-order core two independent chains through the cell math at a time. On one
 // thread at fastai's shapes (hidden 100, batch 256, 72 steps; best of 4 alternations of 40 calls),
 // forward: RNN 10.50 -> 9.99 ms, GRU 30.5 -> 29.7, LSTM 40.6 -> 40.5; backward step loop: RNN
@@ -44,7 +45,7 @@ inline void for_each_chunk(int64_t j0, int64_t j1, const F& f) {
   constexpr int64_t L = Vec<scalar_t>::size();
   int64_t j = j0;
   if constexpr (Paired) {
-    for (; j + 2 * L <= j1; j += 2 * L) f(cell::Pair<scalar_t>(), j, 2 * L);
+    for (; j + 2 * L <= j1; j += 2 * L) f(VecPair<scalar_t>(), j, 2 * L);
   }
   for (; j + L <= j1; j += L) f(Vec<scalar_t>(), j, L);
   if (j < j1) f(Vec<scalar_t>(), j, j1 - j);
