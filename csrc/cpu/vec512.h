@@ -10,9 +10,9 @@
 // quotients of sigmoid and tanh come from a reciprocal estimate refined once (4 operations that
 // pipeline) instead of a division (one every few cycles at best on one port).
 //
-// The functions are the AVX2 ones of vec_math.h lane for lane: the same exp (Taylor series to
-// r^7 after the ln2 split, 2^n in the exponent bits, x clamped to [-87.3, 88.7]) and the same
-// rational tanh (coefficients from scripts/fit_tanh.py). NaN propagates: _mm512_min_ps and
+// The functions are the AVX2 ones of vec_math.h lane for lane, on its constants (fusedrnn::cell::approx):
+// the same exp (Taylor series to r^7 after the ln2 split, 2^n in the exponent bits, x clamped to
+// [-87.3, 88.7]) and the same rational tanh (coefficients from scripts/fit_tanh.py). NaN propagates: _mm512_min_ps and
 // _mm512_max_ps return their second operand when either is NaN, and that is where the input goes.
 
 struct Z16 {
@@ -43,20 +43,15 @@ inline __m512 quotient(__m512 n, __m512 d) {
 }
 
 inline Z16 exp_(Z16 x) {
-  __m512 v = _mm512_min_ps(_mm512_set1_ps(88.7f), x.v);
-  v = _mm512_max_ps(_mm512_set1_ps(-87.3f), v);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+  using namespace fusedrnn::cell::approx;
+  __m512 v = _mm512_min_ps(_mm512_set1_ps(kExpMax), x.v);
+  v = _mm512_max_ps(_mm512_set1_ps(kExpMin), v);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(kLog2e)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), v);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.f / 5040.f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), v);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kExpTaylor[0]);
+  for (int i = 1; i < 8; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpTaylor[i]));
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
   return Z16(_mm512_mul_ps(p, _mm512_castsi512_ps(e)));
 }
@@ -73,27 +68,22 @@ inline Z16 sigmoid_(Z16 x) {
 
 // vec_math.h's rational tanh: |x| P(x^2) / Q(x^2) clamped to 1, the sign restored; Q >= 1.
 inline Z16 tanh_(Z16 x) {
+  using namespace fusedrnn::cell::approx;
   const __m512 one = _mm512_set1_ps(1.f), sign_mask = _mm512_set1_ps(-0.f);
-  const __m512 ax = _mm512_min_ps(_mm512_set1_ps(9.f), _mm512_andnot_ps(sign_mask, x.v));
+  const __m512 ax = _mm512_min_ps(_mm512_set1_ps(kTanhMax), _mm512_andnot_ps(sign_mask, x.v));
   const __m512 t = _mm512_mul_ps(ax, ax);
-  __m512 p = _mm512_set1_ps(-8.487827817980562e-14f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(5.277674477999206e-11f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-2.0224824481829273e-08f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.1154249477840494e-05f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.0031039530877023935f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.13084007799625397f));
-  p = _mm512_fmadd_ps(p, t, one);
-  __m512 q = _mm512_set1_ps(0.0002546139294281602f);
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.024495169520378113f));
-  q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0.4641733467578888f));
-  q = _mm512_fmadd_ps(q, t, one);
+  __m512 p = _mm512_set1_ps(kTanhP[0]);
+  for (int i = 1; i < 7; ++i) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(kTanhP[i]));
+  __m512 q = _mm512_set1_ps(kTanhQ[0]);
+  for (int i = 1; i < 4; ++i) q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(kTanhQ[i]));
   const __m512 magnitude = _mm512_min_ps(one, quotient(_mm512_mul_ps(ax, p), q));
   return Z16(_mm512_or_ps(magnitude, _mm512_and_ps(x.v, sign_mask)));
 }
 inline Z16 relu_(Z16 x) { return Z16(_mm512_max_ps(_mm512_setzero_ps(), x.v)); }
 
-// Two vectors side by side (two dependency chains), as cell::Pair is for Vectorized. Only the
-// float one exists.
+// Two vectors side by side (two dependency chains), as cell::Pair is for Vectorized. Its own type,
+// not cell::Pair over Z16: operators defined outside the AVX-512 region could not inline Z16's.
+// Only the float one exists.
 template <typename S>
 struct ZPair;
 template <>
